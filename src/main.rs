@@ -1,1 +1,255 @@
-fn main() {}
+//! The `vitalgate` command: the daemon and its tools.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use vitalgate::capture::{self, CaptureOptions};
+use vitalgate::demo::{self, DemoOptions};
+use vitalgate::store::VolatileStore;
+use vitalgate::{Config, Gateway};
+use vitalgate_devices::Timestamp;
+use vitalgate_devices::profile::Profile;
+
+/// Home patient gateway: reads vitals from wearables over serial and MQTT.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with an embedded MQTT broker and the bundled
+    /// simulator: virtual patients on virtual serial and MQTT devices.
+    Demo {
+        /// Simulation seed (the same seed plays the same patients).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Stop after this long (e.g. 90s, 10m); default: until Ctrl-C.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Write the simulator's ground-truth event labels (JSON lines) here.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Embedded broker port (default: a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Do not show the live view (log lines only).
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run the gateway daemon with a configuration file.
+    Run {
+        /// The configuration file (see vitalgate.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Show the live view of vitals on standard output.
+        #[arg(long)]
+        live: bool,
+    },
+    /// Validate a configuration file and the profiles it references.
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Decode a raw capture with a device profile: readings as JSON lines on
+    /// stdout, each rejected frame on stderr with its byte offset.
+    Decode {
+        /// The device profile (device-profiles/*.toml).
+        #[arg(long, short)]
+        profile: PathBuf,
+        /// The capture: raw bytes for serial formats, one message per line
+        /// for MQTT formats. Standard input when absent.
+        file: Option<PathBuf>,
+        /// Device id written into the readings.
+        #[arg(long, default_value = "capture")]
+        device: String,
+        /// Patient id written into the readings.
+        #[arg(long, default_value = "unbound")]
+        patient: String,
+        /// Gateway receive time to stamp (RFC 3339; default now).
+        #[arg(long, value_parser = parse_time)]
+        received: Option<Timestamp>,
+        /// Also write status frames (sensor off, searching) to stdout.
+        #[arg(long)]
+        statuses: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 90s, 10m or 2h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
+}
+
+fn parse_time(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_rfc3339(s).ok_or_else(|| format!("`{s}` is not an RFC 3339 time"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Decode { .. } | Command::CheckConfig { .. }));
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Logs go to stderr, without timestamps when the journal adds its own.
+fn init_logging(quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_env("VITALGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Decode { profile, file, device, patient, received, statuses } => {
+            let profile = Profile::load(&profile).map_err(anyhow::Error::msg)?;
+            let options = CaptureOptions {
+                device: device.into(),
+                patient: patient.into(),
+                received: received.unwrap_or_else(Timestamp::now),
+                statuses,
+            };
+            let mut input: Box<dyn std::io::Read> = match &file {
+                Some(p) => Box::new(std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?),
+                None => Box::new(std::io::stdin().lock()),
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut err = std::io::stderr().lock();
+            let summary = capture::decode(&profile, &options, &mut input, &mut out, &mut err)?;
+            std::io::Write::flush(&mut out)?;
+            let rejected: u64 = summary.rejected.values().sum();
+            let reasons: Vec<String> = summary.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            eprintln!(
+                "decoded {} readings, {} status frames, {} rejected{}",
+                summary.readings,
+                summary.statuses,
+                rejected,
+                if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => {
+            let c = Config::load(&config).map_err(anyhow::Error::msg)?;
+            println!("{}: ok, {} devices", config.display(), c.devices.len());
+            for d in &c.devices {
+                println!("  {} → patient {}: {} {} ({})", d.id, d.patient, d.profile.vendor, d.profile.model, d.profile.format);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config, live } => {
+            let config = Config::load(&config).map_err(anyhow::Error::msg)?;
+            runtime()?.block_on(async move {
+                let cancel = CancellationToken::new();
+                let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone())?;
+                let view = live.then(|| tokio::spawn(vitalgate::view::run(gateway.ingest.clone(), gateway.store.clone(), cancel.clone())));
+                shutdown_signal().await;
+                tracing::info!("stopping");
+                cancel.cancel();
+                gateway.join().await;
+                if let Some(v) = view {
+                    let _ = v.await;
+                }
+                tracing::info!("stopped cleanly");
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Demo { seed, speed, duration, labels, port, quiet } => {
+            if !(speed.is_finite() && speed > 0.0) {
+                anyhow::bail!("--speed must be a positive number (1 = real time)");
+            }
+            runtime()?.block_on(async move {
+                let cancel = CancellationToken::new();
+                let stop = cancel.clone();
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    stop.cancel();
+                });
+                let options = DemoOptions { seed, speed, duration, labels, view: !quiet, port };
+                let s = demo::run(options, cancel).await?;
+                println!(
+                    "demo stopped: simulator sent {} samples ({} bytes, {} labels); gateway received {} readings, {} invalid, {} rejected, {} stored",
+                    s.played.samples,
+                    s.played.bytes,
+                    s.played.labels,
+                    s.ingest.received,
+                    s.ingest.invalid,
+                    s.ingest.rejected_total(),
+                    s.store.stored
+                );
+                for (id, d) in &s.ingest.devices {
+                    println!(
+                        "  device {id} (patient {}): received {}, invalid {}, rejected {}, status frames {}, stored {}",
+                        d.patient,
+                        d.received,
+                        d.invalid,
+                        d.rejected,
+                        d.statuses,
+                        s.store.devices.get(id).copied().unwrap_or(0)
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    // Two worker threads: a Pi has four cores and other work to do.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Ctrl-C or SIGTERM (systemd's stop).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

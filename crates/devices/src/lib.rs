@@ -9,7 +9,7 @@
 //! * [`Vital`], [`Reading`], [`Quality`], [`Timestamp`]: the one normalized
 //!   type that flows through the gateway.
 //! * [`profile`]: device-model profiles (`device-profiles/*.toml`).
-//! * [`format`]: one module per wire format, each with its decoder and the
+//! * [`mod@format`]: one module per wire format, each with its decoder and the
 //!   encoder beside it.
 
 pub mod decode;

@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A vital sign. Every value of a vital is carried in its one canonical UCUM
-/// unit ([`Vital::ucum`]); decoders convert (°F → Cel, kPa → mm[Hg]) so no
+/// unit ([`Vital::ucum`]); decoders convert (°F → Cel, kPa → `mm[Hg]`) so no
 /// later stage ever has to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -34,10 +34,13 @@ pub enum Format {
     /// Masimo Rad-8 / Radical-7 "ASCII 1" serial output.
     MasimoAscii,
     /// Nonin serial data format #2 (5-byte frames, 25 frames per packet).
+    #[serde(rename = "nonin-2")]
     Nonin2,
     /// Nonin serial data format #7 (5-byte frames, 25 frames per packet).
+    #[serde(rename = "nonin-7")]
     Nonin7,
     /// Contec CMS50 family, the older 5-byte live-data protocol.
+    #[serde(rename = "contec-5byte")]
     Contec5Byte,
     /// Contec CMS50 family, the newer 9-byte "V7" protocol.
     ContecV7,
@@ -144,7 +147,7 @@ impl Format {
             Format::Nonin7 => nonin::encoder(nonin::DataFormat::Seven),
             Format::Contec5Byte => contec::encoder(contec::Protocol::FiveByte),
             Format::ContecV7 => contec::encoder(contec::Protocol::V7),
-            Format::BerrymedBci => berrymed::encoder(),
+            Format::BerrymedBci => berrymed::encoder(device_id),
         }
     }
 

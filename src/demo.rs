@@ -1,0 +1,218 @@
+//! The out-of-the-box demo: the gateway on its embedded defaults.
+//!
+//! An embedded MQTT broker on localhost, the bundled simulator playing a
+//! small cohort of virtual patients through real transports — serial
+//! devices on pseudo-terminals, Wi-Fi devices through the broker — and the
+//! gateway reading them exactly as it reads real devices, with the live
+//! view on the terminal.
+
+use crate::config::{Config, Device, IngestConfig, MqttConfig};
+use crate::store::VolatileStore;
+use crate::Gateway;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use vitalgate_devices::profile::{Profile, Transport};
+use vitalgate_devices::Timestamp;
+use vitalsim::play::{Output, Pace, Played};
+use vitalsim::simulation::{Simulation, SimulationSpec};
+use vitalsim::transport::mqtt::Publisher;
+use vitalsim::transport::pty::PtyDevice;
+
+/// The profiles the demo's devices use, embedded so the demo runs from any
+/// folder. In order of preference: each simulated device gets the first
+/// not yet used profile that carries all its vitals, so the demo shows as
+/// many formats and both transports.
+const PROFILES: [(&str, &str); 6] = [
+    ("masimo-rad-8.toml", include_str!("../device-profiles/masimo-rad-8.toml")),
+    ("senml-wearable.toml", include_str!("../device-profiles/senml-wearable.toml")),
+    ("nonin-3150-wristox2.toml", include_str!("../device-profiles/nonin-3150-wristox2.toml")),
+    ("openmhealth-wearable.toml", include_str!("../device-profiles/openmhealth-wearable.toml")),
+    ("contec-cms50d-plus-v7.toml", include_str!("../device-profiles/contec-cms50d-plus-v7.toml")),
+    ("berrymed-bm1000c.toml", include_str!("../device-profiles/berrymed-bm1000c.toml")),
+];
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Simulation seed.
+    pub seed: u64,
+    /// Simulated seconds per wall-clock second.
+    pub speed: f64,
+    /// Stop after this much wall-clock time (None: until Ctrl-C).
+    pub duration: Option<Duration>,
+    /// Write the simulator's ground-truth labels here.
+    pub labels: Option<PathBuf>,
+    /// Show the live view.
+    pub view: bool,
+    /// Broker port (None: a free one).
+    pub port: Option<u16>,
+}
+
+/// Errors starting the demo.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A bundled profile is invalid (a build defect).
+    #[error("bundled profile: {0}")]
+    Profile(#[from] vitalgate_devices::profile::ProfileError),
+    /// The simulator's cohort is invalid (a build defect).
+    #[error("demo cohort: {0}")]
+    Cohort(String),
+    /// A transport could not be set up.
+    #[error(transparent)]
+    Link(#[from] vitalsim::transport::LinkError),
+    /// The gateway could not start.
+    #[error(transparent)]
+    Start(#[from] crate::gateway::StartError),
+    /// I/O (labels file, ports).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+fn bundled_profiles() -> Result<Vec<(PathBuf, Arc<Profile>)>, DemoError> {
+    PROFILES
+        .iter()
+        .map(|(name, text)| {
+            let path = PathBuf::from("device-profiles").join(name);
+            Ok((path.clone(), Arc::new(Profile::parse(text, &path)?)))
+        })
+        .collect()
+}
+
+/// Run the demo until `cancel` fires or the duration ends. Returns the
+/// final counters.
+pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summary, DemoError> {
+    let port = match options.port {
+        Some(p) => p,
+        None => crate::broker::free_port()?,
+    };
+    let listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
+    let spec = SimulationSpec::demo(options.seed, Timestamp::now());
+    let sim = Simulation::new(&spec).map_err(|e| DemoError::Cohort(e.to_string()))?;
+    let profiles = bundled_profiles()?;
+
+    // Bind each simulated device to a profile and a transport.
+    let publisher_cancel = cancel.child_token();
+    let mut used = vec![false; profiles.len()];
+    let mut devices = Vec::new();
+    let mut links: Vec<(usize, Arc<Profile>, Option<PtyDevice>)> = Vec::new();
+    for (i, d) in spec.devices.iter().enumerate() {
+        let fits = |p: &Profile| d.vitals.iter().all(|v| p.vitals.contains(v));
+        let choice = (0..profiles.len())
+            .find(|&k| !used[k] && fits(&profiles[k].1))
+            .or_else(|| (0..profiles.len()).find(|&k| fits(&profiles[k].1)));
+        let Some(k) = choice else {
+            return Err(DemoError::Cohort(format!("no bundled profile carries the vitals of {}", d.id)));
+        };
+        used[k] = true;
+        let (path, profile) = &profiles[k];
+        let pty = match profile.transport {
+            Transport::Serial => Some(PtyDevice::open()?),
+            _ => None,
+        };
+        devices.push(Device {
+            id: d.id.as_str().into(),
+            patient: d.patient.as_str().into(),
+            profile: Arc::clone(profile),
+            profile_path: path.clone(),
+            port: pty.as_ref().map(|p| p.path.clone()),
+        });
+        links.push((i, Arc::clone(profile), pty));
+    }
+    let config = Config {
+        file: PathBuf::from("(demo)"),
+        mqtt: MqttConfig {
+            host: "127.0.0.1".into(),
+            port,
+            client_id: "vitalgate-demo".into(),
+            username: None,
+            password_file: None,
+            tls: None,
+            keep_alive: Duration::from_secs(30),
+            inflight: 100,
+        },
+        embedded_broker: Some(listen),
+        ingest: IngestConfig::default(),
+        devices,
+    };
+    for d in &config.devices {
+        tracing::info!(
+            device = %d.id,
+            patient = %d.patient,
+            model = %format!("{} {}", d.profile.vendor, d.profile.model),
+            format = %d.profile.format,
+            port = %d.port.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("mqtt {}", d.profile.mqtt.as_ref().map(|m| m.topic_for(&d.id)).unwrap_or_default())),
+            "demo device"
+        );
+    }
+
+    let gateway_cancel = cancel.child_token();
+    let gateway = Gateway::start(&config, VolatileStore::default(), gateway_cancel.clone())?;
+    let view = options.view.then(|| {
+        tokio::spawn(crate::view::run(gateway.ingest.clone(), gateway.store.clone(), cancel.child_token()))
+    });
+
+    let publisher = Publisher::connect("127.0.0.1", port, "vitalsim-demo", publisher_cancel.clone());
+    let mut outputs: Vec<Option<Output>> = (0..spec.devices.len()).map(|_| None).collect();
+    for (i, profile, pty) in links {
+        let id = &spec.devices[i].id;
+        let link = match pty {
+            Some(pty) => pty.spawn(profile.format.host_commands(), publisher_cancel.clone()),
+            None => match &profile.mqtt {
+                Some(m) => publisher.link(m.topic_for(id)),
+                None => continue,
+            },
+        };
+        outputs[i] = Some(Output { encoder: profile.format.encoder(id), link });
+    }
+
+    let mut label_file = match &options.labels {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
+        None => None,
+    };
+    let play_cancel = cancel.child_token();
+    if let Some(d) = options.duration {
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            stop.cancel();
+        });
+    }
+    let played = vitalsim::play::play(
+        sim,
+        outputs,
+        Pace::Speed(options.speed),
+        label_file.as_mut().map(|w| w as &mut (dyn Write + Send)),
+        play_cancel,
+    )
+    .await?;
+    // The simulation ended or we were asked to stop: let the last output
+    // arrive, then stop the gateway, which drains and stores what it has.
+    cancel.cancelled().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gateway_cancel.cancel();
+    let ingest = gateway.ingest.clone();
+    let store = gateway.store.clone();
+    gateway.join().await;
+    publisher_cancel.cancel();
+    if let Some(v) = view {
+        let _ = v.await;
+    }
+    let ingest = ingest.borrow().clone();
+    let store = store.borrow().clone();
+    Ok(Summary { played, ingest, store })
+}
+
+/// What the demo did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// What the simulator sent.
+    pub played: Played,
+    /// What the gateway received.
+    pub ingest: crate::ingest::IngestSnapshot,
+    /// What the gateway stored.
+    pub store: crate::store::StoreSnapshot,
+}

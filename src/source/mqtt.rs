@@ -1,0 +1,298 @@
+//! MQTT devices: one subscriber connection for all of them.
+//!
+//! QoS 1 with manual acknowledgement: a PUBLISH is acknowledged only after
+//! the storage stage has committed the readings decoded from it (or found
+//! it contained none worth keeping). MQTT wants PUBACKs in the order the
+//! PUBLISHes arrived; storage completes requests in arrival order and one
+//! acknowledging task awaits them in that order, so the order holds.
+//!
+//! The session is persistent (clean session off): while the gateway is
+//! down or disconnected, the broker keeps the unacknowledged messages for
+//! its client id and delivers them again. Delivery is therefore at least
+//! once; the ingest replay guard drops the repeats of readings that carry a
+//! device time.
+
+use super::backoff::Backoff;
+use crate::config::{Device, MqttConfig};
+use crate::ingest::{Batch, Rejection};
+use crate::store::Commit;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use vitalgate_devices::decode::{Decoder, MessageDecoder};
+use vitalgate_devices::profile::{MqttSettings, Transport as DeviceTransport};
+use vitalgate_devices::{Reject, Timestamp};
+
+/// Largest MQTT packet the gateway accepts from the broker. A larger one
+/// would make the client drop the connection (and a persistent session
+/// would deliver it again, forever), so the broker should be configured
+/// with the same limit; profiles reject smaller "too large" payloads
+/// politely.
+pub const MAX_PACKET_BYTES: usize = 1024 * 1024;
+
+/// A configuration the MQTT client cannot be built from.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttSetupError {
+    /// A secret or certificate file could not be read.
+    #[error("cannot read {what} {path}: {error}")]
+    Read {
+        /// What the file is for.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+}
+
+/// Build the client options from the configuration (reading the password
+/// and certificate files once, at start).
+pub fn options(config: &MqttConfig) -> Result<MqttOptions, MqttSetupError> {
+    let read = |what: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|error| MqttSetupError::Read {
+            what,
+            path: path.display().to_string(),
+            error,
+        })
+    };
+    let mut o = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
+    o.set_keep_alive(config.keep_alive)
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_inflight(config.inflight)
+        .set_max_packet_size(MAX_PACKET_BYTES, 64 * 1024)
+        // Acknowledgements and subscriptions queue here; room for every
+        // in-flight message means queueing an ack never waits.
+        .set_request_channel_capacity(usize::from(config.inflight) * 2 + 16);
+    if let Some(user) = &config.username {
+        let password = match &config.password_file {
+            Some(p) => String::from_utf8_lossy(&read("the MQTT password file", p)?)
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+            None => String::new(),
+        };
+        o.set_credentials(user.clone(), password);
+    }
+    if let Some(tls) = &config.tls {
+        let transport = match &tls.ca_file {
+            None => Transport::tls_with_default_config(),
+            Some(ca) => {
+                let client_auth = match &tls.client_cert {
+                    Some((cert, key)) => Some((
+                        read("the client certificate", cert)?,
+                        read("the client key", key)?,
+                    )),
+                    None => None,
+                };
+                Transport::tls_with_config(TlsConfiguration::Simple {
+                    ca: read("the CA certificate", ca)?,
+                    alpn: None,
+                    client_auth,
+                })
+            }
+        };
+        o.set_transport(transport);
+    }
+    Ok(o)
+}
+
+/// An acknowledgement to send once storage has answered.
+struct PendingAck {
+    /// The connection the message came on; an ack for an older connection
+    /// must not be sent on a newer one (its packet id may be reused there).
+    connection: u64,
+    publish: Publish,
+    stored: oneshot::Receiver<Commit>,
+}
+
+/// The MQTT devices, by id, with one decoder each.
+struct Devices {
+    by_id: HashMap<Arc<str>, (Device, Box<dyn MessageDecoder>)>,
+    /// Distinct topic patterns of the bound profiles.
+    patterns: Vec<MqttSettings>,
+}
+
+impl Devices {
+    fn new(devices: &[Device]) -> Self {
+        let mut by_id = HashMap::new();
+        let mut patterns: Vec<MqttSettings> = Vec::new();
+        for d in devices.iter().filter(|d| d.profile.transport == DeviceTransport::Mqtt) {
+            let Some(settings) = &d.profile.mqtt else { continue };
+            if let Decoder::Message(decoder) = d.profile.format.decoder(&d.profile.format_options()) {
+                by_id.insert(Arc::clone(&d.id), (d.clone(), decoder));
+                if !patterns.iter().any(|p| p.topic == settings.topic) {
+                    patterns.push(settings.clone());
+                }
+            }
+        }
+        Devices { by_id, patterns }
+    }
+
+    /// Decode one message into a batch, rejecting what does not belong.
+    fn decode(&mut self, topic: &str, payload: &[u8], index: u64) -> Batch {
+        let received = Timestamp::now();
+        let mut batch = Batch::default();
+        let reject = |batch: &mut Batch, device: Option<Arc<str>>, reason: Reject, detail: String| {
+            batch.rejections.push(Rejection { device, reason, detail });
+        };
+        let Some(id) = self.patterns.iter().find_map(|p| p.device_in(topic)) else {
+            reject(&mut batch, None, Reject::UnknownTopic, format!("message on topic `{}` matches no device profile", printable(topic)));
+            return batch;
+        };
+        let Some((device, decoder)) = self.by_id.get_mut(id) else {
+            reject(&mut batch, None, Reject::UnknownDevice, format!("device `{}` (topic `{}`) is not bound in the configuration", printable(id), printable(topic)));
+            return batch;
+        };
+        // A bound device must speak on its own profile's topic; the same id
+        // on another model's topic is a spoof or a misconfiguration.
+        let Some(settings) = device.profile.mqtt.as_ref().filter(|s| s.device_in(topic).is_some()) else {
+            reject(&mut batch, Some(Arc::clone(&device.id)), Reject::UnknownTopic, format!("device `{}` is bound to a {} profile but sent on topic `{}`", device.id, device.profile.format, printable(topic)));
+            return batch;
+        };
+        if payload.len() > settings.max_payload_bytes {
+            reject(&mut batch, Some(Arc::clone(&device.id)), Reject::TooLarge, format!("message {index} is {} bytes; the profile allows {}", payload.len(), settings.max_payload_bytes));
+            return batch;
+        }
+        decoder.decode(payload, index, received, &mut |d| super::bind(d, device, received, &mut batch));
+        batch
+    }
+}
+
+/// Topics come from the network: keep log lines one printable line.
+fn printable(s: &str) -> String {
+    s.chars().take(128).map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// Run the MQTT source until cancelled; then acknowledge what storage
+/// already has and disconnect.
+pub async fn run(
+    options: MqttOptions,
+    devices: Vec<Device>,
+    batches: mpsc::Sender<Batch>,
+    cancel: CancellationToken,
+) {
+    let mut devices = Devices::new(&devices);
+    if devices.by_id.is_empty() {
+        return;
+    }
+    let inflight = usize::from(options.inflight());
+    let (client, mut eventloop) = AsyncClient::new(options, inflight * 2 + 16);
+    let (acks_tx, acks_rx) = mpsc::channel::<PendingAck>(inflight.max(1));
+    let (connection_tx, connection_rx) = watch::channel(0u64);
+    let acker = tokio::spawn(acknowledge(client.clone(), acks_rx, connection_rx));
+
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+    let mut connection = 0u64;
+    let mut index = 0u64;
+    let mut connected = false;
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => break,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                connection += 1;
+                connection_tx.send_replace(connection);
+                connected = true;
+                backoff.reset();
+                tracing::info!(session_present = ack.session_present, "connected to the MQTT broker");
+                for p in &devices.patterns {
+                    if let Err(e) = client.try_subscribe(p.filter(), QoS::AtLeastOnce) {
+                        tracing::error!(filter = %p.filter(), error = %e, "cannot subscribe");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                index += 1;
+                let topic = publish.topic.clone();
+                let mut batch = devices.decode(&topic, &publish.payload, index);
+                let (stored_tx, stored_rx) = oneshot::channel();
+                batch.stored = Some(stored_tx);
+                let pending = PendingAck { connection, publish, stored: stored_rx };
+                // Both sends wait when the pipeline is full: backpressure
+                // reaches the broker through the in-flight window.
+                let sent = tokio::select! {
+                    r = batches.send(batch) => r.is_ok(),
+                    _ = cancel.cancelled() => false,
+                };
+                if !sent || acks_tx.send(pending).await.is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let delay = backoff.next_delay();
+                if connected || backoff.attempts() == 1 {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection lost; reconnecting with backoff");
+                } else {
+                    tracing::debug!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT reconnect failed");
+                }
+                connected = false;
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    drain(client, eventloop, acks_tx, acker).await;
+}
+
+/// Let the acknowledging task finish what storage has already answered,
+/// keeping the event loop polled so the acks go out, then disconnect.
+/// Messages not yet stored stay unacknowledged: the broker delivers them
+/// again next time.
+async fn drain(
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    acks: mpsc::Sender<PendingAck>,
+    mut acker: tokio::task::JoinHandle<()>,
+) {
+    drop(acks);
+    let deadline = tokio::time::sleep(Duration::from_secs(5));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut acker => break,
+            _ = &mut deadline => { acker.abort(); break }
+            e = eventloop.poll() => if e.is_err() { acker.abort(); break },
+        }
+    }
+    if client.try_disconnect().is_ok() {
+        let flush = async {
+            while let Ok(e) = eventloop.poll().await {
+                if matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
+    }
+}
+
+/// Acknowledge messages in arrival order as storage answers.
+async fn acknowledge(client: AsyncClient, mut acks: mpsc::Receiver<PendingAck>, connection: watch::Receiver<u64>) {
+    while let Some(p) = acks.recv().await {
+        match p.stored.await {
+            Ok(Ok(())) => {
+                if *connection.borrow() != p.connection {
+                    // Stored, but the connection it came on is gone; the
+                    // broker will deliver it again and the replay guard
+                    // recognises it.
+                    continue;
+                }
+                if let Err(e) = client.ack(&p.publish).await {
+                    tracing::warn!(error = %e, "cannot queue an MQTT acknowledgement");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, pkid = p.publish.pkid, "not acknowledging: storage failed; the broker keeps the message");
+            }
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Shared pieces of the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use vitalgate::config::{Config, Device, IngestConfig, MqttConfig};
+use vitalgate_devices::profile::Profile;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Load a bundled profile by file name.
+pub fn profile(name: &str) -> Arc<Profile> {
+    let path = root().join("device-profiles").join(name);
+    Arc::new(Profile::load(&path).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// A device bound to a patient.
+pub fn device(id: &str, patient: &str, profile_name: &str, port: Option<&Path>) -> Device {
+    Device {
+        id: id.into(),
+        patient: patient.into(),
+        profile: profile(profile_name),
+        profile_path: root().join("device-profiles").join(profile_name),
+        port: port.map(Path::to_owned),
+    }
+}
+
+/// A configuration for the given devices and broker port.
+pub fn config(devices: Vec<Device>, mqtt_port: u16, client_id: &str) -> Config {
+    Config {
+        file: PathBuf::from("(test)"),
+        mqtt: MqttConfig {
+            host: "127.0.0.1".into(),
+            port: mqtt_port,
+            client_id: client_id.into(),
+            username: None,
+            password_file: None,
+            tls: None,
+            keep_alive: Duration::from_secs(10),
+            inflight: 100,
+        },
+        embedded_broker: None,
+        ingest: IngestConfig::default(),
+        devices,
+    }
+}
+
+/// Wait until `pred` holds for the watched value, or panic after `secs`.
+pub async fn wait_for<T: Clone + std::fmt::Debug>(
+    rx: &mut watch::Receiver<T>,
+    secs: u64,
+    what: &str,
+    mut pred: impl FnMut(&T) -> bool,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        {
+            let v = rx.borrow_and_update();
+            if pred(&v) {
+                return v.clone();
+            }
+        }
+        if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            let v = rx.borrow().clone();
+            panic!("timed out after {secs} s waiting for {what}; last value: {v:#?}");
+        }
+    }
+}

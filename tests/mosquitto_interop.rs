@@ -1,0 +1,143 @@
+//! Interoperability with Mosquitto, the broker most homes and hospitals
+//! run. The test starts its own Mosquitto on a loopback port; `.ci/run`
+//! installs it from Debian's packages. Outside CI, the test is skipped
+//! (with a message) when Mosquitto is not installed.
+
+mod common;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, QoS};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use vitalgate::Gateway;
+use vitalgate::store::{ReadingStore, StoreError, VolatileStore};
+use vitalgate_devices::Reading;
+
+fn mosquitto_binary() -> Option<PathBuf> {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+struct Mosquitto {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_mosquitto() -> Option<Mosquitto> {
+    let Some(bin) = mosquitto_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "mosquitto is not installed; .ci/run installs it (apt-get install mosquitto)"
+        );
+        eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = vitalgate::broker::free_port().unwrap();
+    let conf = dir.path().join("mosquitto.conf");
+    // The settings the gateway relies on (docs/ARCHITECTURE.md): persistent
+    // sessions keep unacknowledged QoS 1 messages for the gateway while it
+    // is away, with a queue deep enough not to drop them silently.
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 100\nlog_dest stderr\nuser root\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(Mosquitto { child, port, _dir: dir });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("mosquitto did not start listening on {port}");
+}
+
+async fn publish_all(port: u16, messages: Vec<(String, String)>) {
+    let mut o = MqttOptions::new("interop-publisher", "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut eventloop) = AsyncClient::new(o, 64);
+    let n = messages.len();
+    let sender = tokio::spawn(async move {
+        for (topic, payload) in messages {
+            client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
+        }
+        client
+    });
+    let mut acked = 0;
+    while acked < n {
+        if let Event::Incoming(rumqttc::Packet::PubAck(_)) = eventloop.poll().await.unwrap() {
+            acked += 1;
+        }
+    }
+    let _ = sender.await;
+}
+
+fn senml(t: f64, spo2: u32) -> String {
+    format!(r#"[{{"bn":"urn:dev:vitalgate:wear-1:","bt":{t},"n":"spo2","u":"%","v":{spo2}}}]"#)
+}
+
+struct FullDisk;
+impl ReadingStore for FullDisk {
+    fn append(&mut self, _: &[Reading]) -> Result<(), StoreError> {
+        Err(StoreError::Full("test: no space left".into()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_mosquitto_every_message_is_stored_and_unstored_ones_come_back_after_restart() {
+    let Some(broker) = start_mosquitto() else { return };
+    let config = common::config(
+        vec![common::device("wear-1", "patient-1", "senml-wearable.toml", None)],
+        broker.port,
+        "gateway-interop",
+    );
+
+    // 1. A gateway whose storage refuses everything: nothing is acked.
+    let cancel = CancellationToken::new();
+    let gateway = Gateway::start(&config, FullDisk, cancel.clone()).unwrap();
+    let mut store = gateway.store.clone();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first: Vec<(String, String)> = (0..50)
+        .map(|i| ("vitalgate/wear-1/senml".to_owned(), senml(1_763_708_462.0 + f64::from(i), 90 + i % 8)))
+        .collect();
+    publish_all(broker.port, first).await;
+    common::wait_for(&mut store, 10, "refused commits", |s| s.failures >= 1).await;
+    cancel.cancel();
+    gateway.join().await;
+
+    // 2. While the gateway is down, more messages arrive at the broker.
+    let more: Vec<(String, String)> = (50..200)
+        .map(|i| ("vitalgate/wear-1/senml".to_owned(), senml(1_763_708_462.0 + f64::from(i), 90 + i % 8)))
+        .collect();
+    publish_all(broker.port, more).await;
+
+    // 3. Restarted with working storage, the gateway gets all 200: the 50
+    //    it never acknowledged and the 150 queued for its session.
+    let cancel = CancellationToken::new();
+    let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone()).unwrap();
+    let mut store = gateway.store.clone();
+    let s = common::wait_for(&mut store, 20, "all 200 readings stored", |s| s.stored >= 200).await;
+    assert_eq!(s.stored, 200);
+    cancel.cancel();
+    gateway.join().await;
+}
