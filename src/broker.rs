@@ -14,7 +14,9 @@ pub enum BrokerError {
     #[error("embedded broker configuration: {0}")]
     Config(String),
     /// The listen address is taken.
-    #[error("cannot listen on {addr}: {error} (another broker running? set embedded_broker.listen to a free port)")]
+    #[error(
+        "cannot listen on {addr}: {error} (another broker running? set embedded_broker.listen to a free port)"
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -61,8 +63,10 @@ pub fn start(listen: SocketAddr) -> Result<(), BrokerError> {
     // rumqttd cannot report a bind failure back to us, so check the port
     // is free first (the window between the check and the broker's own bind
     // is harmless: the broker would then log and we would time out below).
-    std::net::TcpListener::bind(listen)
-        .map_err(|error| BrokerError::Bind { addr: listen, error })?;
+    std::net::TcpListener::bind(listen).map_err(|error| BrokerError::Bind {
+        addr: listen,
+        error,
+    })?;
     let config: rumqttd::Config =
         toml::from_str(&config(listen)).map_err(|e| BrokerError::Config(e.to_string()))?;
     std::thread::Builder::new()
@@ -74,9 +78,9 @@ pub fn start(listen: SocketAddr) -> Result<(), BrokerError> {
             }
         })
         .map_err(BrokerError::Thread)?;
-    // Wait (briefly) until it accepts connections.
+    // Wait (briefly) until it answers an MQTT CONNECT.
     for _ in 0..200 {
-        if std::net::TcpStream::connect(listen).is_ok() {
+        if probe(listen) {
             tracing::info!(%listen, "embedded MQTT broker listening");
             return Ok(());
         }
@@ -84,11 +88,37 @@ pub fn start(listen: SocketAddr) -> Result<(), BrokerError> {
     }
     Err(BrokerError::Bind {
         addr: listen,
-        error: std::io::Error::new(std::io::ErrorKind::TimedOut, "broker did not start listening within 2 s"),
+        error: std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "broker did not start listening within 2 s",
+        ),
     })
+}
+
+/// Whether an MQTT broker answers on `addr`: a minimal MQTT 3.1.1 CONNECT
+/// (clean session, client id "vitalgate-probe"), its CONNACK, DISCONNECT.
+/// A bare TCP connect would do, but the broker logs those as errors.
+fn probe(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    const CONNECT: &[u8] = b"\x10\x1b\x00\x04MQTT\x04\x02\x00\x0a\x00\x0fvitalgate-probe";
+    let Ok(mut s) =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+    let mut ack = [0u8; 4];
+    let ok = s.write_all(CONNECT).is_ok()
+        && s.read_exact(&mut ack).is_ok()
+        && ack[0] == 0x20
+        && ack[3] == 0;
+    let _ = s.write_all(b"\xe0\x00");
+    ok
 }
 
 /// A free loopback port, for the demo and tests.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

@@ -79,7 +79,9 @@ pub fn decode(
                 }
                 let msg = trim_line_end(&line);
                 if !msg.iter().all(u8::is_ascii_whitespace) {
-                    decoder.decode(msg, offset, options.received, &mut |d| emit(d, &mut summary));
+                    decoder.decode(msg, offset, options.received, &mut |d| {
+                        emit(d, &mut summary)
+                    });
                 }
                 offset += n as u64;
             }
@@ -106,7 +108,8 @@ fn emit_one(
 ) -> std::io::Result<()> {
     match d {
         Decoded::Measurement(m) => {
-            let r = Reading::from_measurement(&m, &options.device, &options.patient, options.received);
+            let r =
+                Reading::from_measurement(&m, &options.device, &options.patient, options.received);
             serde_json::to_writer(&mut *out, &r)?;
             out.write_all(b"\n")?;
             summary.readings += 1;

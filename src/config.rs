@@ -26,7 +26,13 @@ impl fmt::Display for ConfigError {
         if self.key.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(f, "{}: key `{}`: {}", self.file.display(), self.key, self.message)
+            write!(
+                f,
+                "{}: key `{}`: {}",
+                self.file.display(),
+                self.key,
+                self.message
+            )
         }
     }
 }
@@ -218,7 +224,10 @@ impl Config {
             Some(b) => Some(b.listen.parse::<SocketAddr>().map_err(|_| {
                 err(
                     "embedded_broker.listen",
-                    format!("`{}` is not an address:port such as \"127.0.0.1:1883\"", b.listen),
+                    format!(
+                        "`{}` is not an address:port such as \"127.0.0.1:1883\"",
+                        b.listen
+                    ),
                 )
             })?),
         };
@@ -232,34 +241,54 @@ impl Config {
             if !valid_id(&d.id) {
                 return Err(err(
                     &key("id"),
-                    format!("`{}` must be 1–64 characters of letters, digits, '-', '_' or '.' (it is an MQTT topic level)", d.id),
+                    format!(
+                        "`{}` must be 1–64 characters of letters, digits, '-', '_' or '.' (it is an MQTT topic level)",
+                        d.id
+                    ),
                 ));
             }
             if !ids.insert(d.id.clone()) {
-                return Err(err(&key("id"), format!("`{}` is bound twice; device ids must be unique", d.id)));
+                return Err(err(
+                    &key("id"),
+                    format!("`{}` is bound twice; device ids must be unique", d.id),
+                ));
             }
             if !valid_id(&d.patient) {
                 return Err(err(
                     &key("patient"),
-                    format!("`{}` must be 1–64 characters of letters, digits, '-', '_' or '.'", d.patient),
+                    format!(
+                        "`{}` must be 1–64 characters of letters, digits, '-', '_' or '.'",
+                        d.patient
+                    ),
                 ));
             }
             let profile_path = base.join(&d.profile);
             let profile = Profile::load(&profile_path).map_err(|e| ConfigError {
                 file: e.file,
                 key: e.key,
-                message: format!("{} (profile of {} in {})", e.message, key("profile"), file.display()),
+                message: format!(
+                    "{} (profile of {} in {})",
+                    e.message,
+                    key("profile"),
+                    file.display()
+                ),
             })?;
             match (profile.transport, &d.port) {
                 (Transport::Serial, None) => {
                     return Err(err(
                         &key("port"),
-                        format!("device `{}` is a serial device ({}); set port = \"/dev/ttyUSB0\" or a /dev/serial/by-id/ path", d.id, profile.model),
+                        format!(
+                            "device `{}` is a serial device ({}); set port = \"/dev/ttyUSB0\" or a /dev/serial/by-id/ path",
+                            d.id, profile.model
+                        ),
                     ));
                 }
                 (Transport::Serial, Some(p)) => {
                     if !ports.insert(p.clone()) {
-                        return Err(err(&key("port"), format!("{} is used by two devices", p.display())));
+                        return Err(err(
+                            &key("port"),
+                            format!("{} is used by two devices", p.display()),
+                        ));
                     }
                 }
                 (_, Some(_)) => {
@@ -304,19 +333,31 @@ impl Config {
             return Err(err("mqtt.host", "must not be empty".into()));
         }
         if raw.port == 0 {
-            return Err(err("mqtt.port", "0 is not a port (1883 is MQTT's, 8883 MQTT over TLS)".into()));
+            return Err(err(
+                "mqtt.port",
+                "0 is not a port (1883 is MQTT's, 8883 MQTT over TLS)".into(),
+            ));
         }
         if !valid_id(&raw.client_id) {
-            return Err(err("mqtt.client_id", "1–64 characters of letters, digits, '-', '_' or '.'".into()));
+            return Err(err(
+                "mqtt.client_id",
+                "1–64 characters of letters, digits, '-', '_' or '.'".into(),
+            ));
         }
         if !(5..=3600).contains(&raw.keep_alive_secs) {
-            return Err(err("mqtt.keep_alive_secs", format!("{} (expected 5 to 3600)", raw.keep_alive_secs)));
+            return Err(err(
+                "mqtt.keep_alive_secs",
+                format!("{} (expected 5 to 3600)", raw.keep_alive_secs),
+            ));
         }
         if raw.inflight == 0 {
             return Err(err("mqtt.inflight", "must be at least 1".into()));
         }
         if raw.password_file.is_some() && raw.username.is_none() {
-            return Err(err("mqtt.username", "password_file is set but username is not".into()));
+            return Err(err(
+                "mqtt.username",
+                "password_file is set but username is not".into(),
+            ));
         }
         let tls = if raw.tls {
             let client_cert = match (raw.client_cert_file, raw.client_key_file) {
@@ -334,8 +375,14 @@ impl Config {
                 client_cert,
             })
         } else {
-            if raw.ca_file.is_some() || raw.client_cert_file.is_some() || raw.client_key_file.is_some() {
-                return Err(err("mqtt.tls", "certificate files are set but tls = false; set tls = true".into()));
+            if raw.ca_file.is_some()
+                || raw.client_cert_file.is_some()
+                || raw.client_key_file.is_some()
+            {
+                return Err(err(
+                    "mqtt.tls",
+                    "certificate files are set but tls = false; set tls = true".into(),
+                ));
             }
             None
         };
@@ -365,13 +412,20 @@ impl Config {
         Ok(IngestConfig {
             queue: check("ingest.queue", raw.queue, d.queue, 1 << 20)?,
             max_batch: check("ingest.max_batch", raw.max_batch, d.max_batch, 1 << 20)?,
-            replay_window: check("ingest.replay_window", raw.replay_window, d.replay_window, 1 << 20)?,
+            replay_window: check(
+                "ingest.replay_window",
+                raw.replay_window,
+                d.replay_window,
+                1 << 20,
+            )?,
         })
     }
 
     /// Whether any device comes over MQTT.
     pub fn uses_mqtt(&self) -> bool {
-        self.devices.iter().any(|d| d.profile.transport == Transport::Mqtt)
+        self.devices
+            .iter()
+            .any(|d| d.profile.transport == Transport::Mqtt)
     }
 }
 
@@ -390,7 +444,11 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(text, Path::new("/etc/vitalgate/vitalgate.toml"), &profiles_dir())
+        Config::parse(
+            text,
+            Path::new("/etc/vitalgate/vitalgate.toml"),
+            &profiles_dir(),
+        )
     }
 
     const GOOD: &str = r#"
@@ -413,7 +471,10 @@ profile = "device-profiles/senml-wearable.toml"
     #[test]
     fn errors_name_file_key_and_fix() {
         let e = parse(&format!("{GOOD}\n[mqtt]\nport = 0\n")).unwrap_err();
-        assert_eq!(e.to_string(), "/etc/vitalgate/vitalgate.toml: key `mqtt.port`: 0 is not a port (1883 is MQTT's, 8883 MQTT over TLS)");
+        assert_eq!(
+            e.to_string(),
+            "/etc/vitalgate/vitalgate.toml: key `mqtt.port`: 0 is not a port (1883 is MQTT's, 8883 MQTT over TLS)"
+        );
 
         let e = parse(&format!("{GOOD}{GOOD}")).unwrap_err();
         assert_eq!(e.key, "device[1].id");
@@ -422,7 +483,10 @@ profile = "device-profiles/senml-wearable.toml"
         assert_eq!(e.key, "device[0].id");
 
         let e = parse(&GOOD.replace("senml-wearable", "no-such-model")).unwrap_err();
-        assert!(e.file.ends_with("device-profiles/no-such-model.toml"), "{e}");
+        assert!(
+            e.file.ends_with("device-profiles/no-such-model.toml"),
+            "{e}"
+        );
         assert!(e.message.contains("device[0].profile"), "{e}");
 
         let e = parse(&format!("{GOOD}port = \"/dev/ttyUSB0\"\n")).unwrap_err();
@@ -434,7 +498,10 @@ profile = "device-profiles/senml-wearable.toml"
         let e = parse("").unwrap_err();
         assert_eq!(e.key, "device");
 
-        let e = parse(&format!("{GOOD}\n[embedded_broker]\nlisten = \"localhost\"\n")).unwrap_err();
+        let e = parse(&format!(
+            "{GOOD}\n[embedded_broker]\nlisten = \"localhost\"\n"
+        ))
+        .unwrap_err();
         assert_eq!(e.key, "embedded_broker.listen");
     }
 

@@ -6,34 +6,69 @@
 //! gateway reading them exactly as it reads real devices, with the live
 //! view on the terminal.
 
+use crate::Gateway;
 use crate::config::{Config, Device, IngestConfig, MqttConfig};
 use crate::store::VolatileStore;
-use crate::Gateway;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use vitalgate_devices::profile::{Profile, Transport};
 use vitalgate_devices::Timestamp;
+use vitalgate_devices::profile::{Profile, Transport};
 use vitalsim::play::{Output, Pace, Played};
 use vitalsim::simulation::{Simulation, SimulationSpec};
 use vitalsim::transport::mqtt::Publisher;
 use vitalsim::transport::pty::PtyDevice;
 
 /// The profiles the demo's devices use, embedded so the demo runs from any
-/// folder. In order of preference: each simulated device gets the first
-/// not yet used profile that carries all its vitals, so the demo shows as
-/// many formats and both transports.
+/// folder, in order of preference: each simulated device gets the first
+/// profile not yet used that carries all but at most one of its vitals (and
+/// measures what that profile carries), so the demo shows as many formats
+/// as it has devices, over both transports — including a Contec V7, which
+/// streams only after the gateway sends its start command.
 const PROFILES: [(&str, &str); 6] = [
-    ("masimo-rad-8.toml", include_str!("../device-profiles/masimo-rad-8.toml")),
-    ("senml-wearable.toml", include_str!("../device-profiles/senml-wearable.toml")),
-    ("nonin-3150-wristox2.toml", include_str!("../device-profiles/nonin-3150-wristox2.toml")),
-    ("openmhealth-wearable.toml", include_str!("../device-profiles/openmhealth-wearable.toml")),
-    ("contec-cms50d-plus-v7.toml", include_str!("../device-profiles/contec-cms50d-plus-v7.toml")),
-    ("berrymed-bm1000c.toml", include_str!("../device-profiles/berrymed-bm1000c.toml")),
+    (
+        "masimo-rad-8.toml",
+        include_str!("../device-profiles/masimo-rad-8.toml"),
+    ),
+    (
+        "contec-cms50d-plus-v7.toml",
+        include_str!("../device-profiles/contec-cms50d-plus-v7.toml"),
+    ),
+    (
+        "openmhealth-wearable.toml",
+        include_str!("../device-profiles/openmhealth-wearable.toml"),
+    ),
+    (
+        "senml-wearable.toml",
+        include_str!("../device-profiles/senml-wearable.toml"),
+    ),
+    (
+        "nonin-3150-wristox2.toml",
+        include_str!("../device-profiles/nonin-3150-wristox2.toml"),
+    ),
+    (
+        "berrymed-bm1000c.toml",
+        include_str!("../device-profiles/berrymed-bm1000c.toml"),
+    ),
 ];
+
+/// The profile for a device measuring `vitals`: see [`PROFILES`].
+fn choose(
+    profiles: &[(PathBuf, Arc<Profile>)],
+    used: &[bool],
+    vitals: &[vitalgate_devices::Vital],
+) -> Option<usize> {
+    let covered = |p: &Profile| vitals.iter().filter(|v| p.vitals.contains(v)).count();
+    let need = vitals.len().saturating_sub(1).max(1);
+    let fits = |k: usize| covered(&profiles[k].1) >= need;
+    (0..profiles.len())
+        .find(|&k| !used[k] && fits(k))
+        .or_else(|| (0..profiles.len()).find(|&k| fits(k)))
+        .or_else(|| (0..profiles.len()).find(|&k| covered(&profiles[k].1) == vitals.len()))
+}
 
 /// Demo settings.
 #[derive(Debug, Clone)]
@@ -90,8 +125,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
         None => crate::broker::free_port()?,
     };
     let listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
-    let spec = SimulationSpec::demo(options.seed, Timestamp::now());
-    let sim = Simulation::new(&spec).map_err(|e| DemoError::Cohort(e.to_string()))?;
+    let mut spec = SimulationSpec::demo(options.seed, Timestamp::now());
     let profiles = bundled_profiles()?;
 
     // Bind each simulated device to a profile and a transport.
@@ -99,16 +133,17 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
     let mut used = vec![false; profiles.len()];
     let mut devices = Vec::new();
     let mut links: Vec<(usize, Arc<Profile>, Option<PtyDevice>)> = Vec::new();
-    for (i, d) in spec.devices.iter().enumerate() {
-        let fits = |p: &Profile| d.vitals.iter().all(|v| p.vitals.contains(v));
-        let choice = (0..profiles.len())
-            .find(|&k| !used[k] && fits(&profiles[k].1))
-            .or_else(|| (0..profiles.len()).find(|&k| fits(&profiles[k].1)));
-        let Some(k) = choice else {
-            return Err(DemoError::Cohort(format!("no bundled profile carries the vitals of {}", d.id)));
+    for (i, d) in spec.devices.iter_mut().enumerate() {
+        let Some(k) = choose(&profiles, &used, &d.vitals) else {
+            return Err(DemoError::Cohort(format!(
+                "no bundled profile carries the vitals of {}",
+                d.id
+            )));
         };
         used[k] = true;
         let (path, profile) = &profiles[k];
+        // The virtual device measures what its model's format carries.
+        d.vitals.retain(|v| profile.vitals.contains(v));
         let pty = match profile.transport {
             Transport::Serial => Some(PtyDevice::open()?),
             _ => None,
@@ -122,6 +157,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
         });
         links.push((i, Arc::clone(profile), pty));
     }
+    let sim = Simulation::new(&spec).map_err(|e| DemoError::Cohort(e.to_string()))?;
     let config = Config {
         file: PathBuf::from("(demo)"),
         mqtt: MqttConfig {
@@ -152,10 +188,15 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
     let gateway_cancel = cancel.child_token();
     let gateway = Gateway::start(&config, VolatileStore::default(), gateway_cancel.clone())?;
     let view = options.view.then(|| {
-        tokio::spawn(crate::view::run(gateway.ingest.clone(), gateway.store.clone(), cancel.child_token()))
+        tokio::spawn(crate::view::run(
+            gateway.ingest.clone(),
+            gateway.store.clone(),
+            cancel.child_token(),
+        ))
     });
 
-    let publisher = Publisher::connect("127.0.0.1", port, "vitalsim-demo", publisher_cancel.clone());
+    let publisher =
+        Publisher::connect("127.0.0.1", port, "vitalsim-demo", publisher_cancel.clone());
     let mut outputs: Vec<Option<Output>> = (0..spec.devices.len()).map(|_| None).collect();
     for (i, profile, pty) in links {
         let id = &spec.devices[i].id;
@@ -166,7 +207,10 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
                 None => continue,
             },
         };
-        outputs[i] = Some(Output { encoder: profile.format.encoder(id), link });
+        outputs[i] = Some(Output {
+            encoder: profile.format.encoder(id),
+            link,
+        });
     }
 
     let mut label_file = match &options.labels {
@@ -203,7 +247,11 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
     }
     let ingest = ingest.borrow().clone();
     let store = store.borrow().clone();
-    Ok(Summary { played, ingest, store })
+    Ok(Summary {
+        played,
+        ingest,
+        store,
+    })
 }
 
 /// What the demo did.

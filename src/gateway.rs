@@ -48,8 +48,18 @@ impl Gateway {
         let (store_snap_tx, store_snap_rx) = watch::channel(StoreSnapshot::default());
 
         let mut pipeline = JoinSet::new();
-        pipeline.spawn(ingest::run(config.ingest, batch_rx, store_tx, ingest_snap_tx));
-        pipeline.spawn(store::run(store, config.ingest.max_batch, store_rx, store_snap_tx));
+        pipeline.spawn(ingest::run(
+            config.ingest,
+            batch_rx,
+            store_tx,
+            ingest_snap_tx,
+        ));
+        pipeline.spawn(store::run(
+            store,
+            config.ingest.max_batch,
+            store_rx,
+            store_snap_tx,
+        ));
 
         let mut sources = JoinSet::new();
         if config.uses_mqtt() {
@@ -61,8 +71,16 @@ impl Gateway {
                 cancel.clone(),
             ));
         }
-        for d in config.devices.iter().filter(|d| d.profile.transport == Transport::Serial) {
-            sources.spawn(source::serial::run(d.clone(), batch_tx.clone(), cancel.clone()));
+        for d in config
+            .devices
+            .iter()
+            .filter(|d| d.profile.transport == Transport::Serial)
+        {
+            sources.spawn(source::serial::run(
+                d.clone(),
+                batch_tx.clone(),
+                cancel.clone(),
+            ));
         }
         drop(batch_tx);
         tracing::info!(devices = config.devices.len(), "gateway started");

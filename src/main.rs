@@ -85,15 +85,24 @@ enum Command {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 90s, 10m or 2h"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 90s, 10m or 2h"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86400.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
 }
@@ -104,7 +113,10 @@ fn parse_time(s: &str) -> Result<Timestamp, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Decode { .. } | Command::CheckConfig { .. }));
+    init_logging(matches!(
+        cli.command,
+        Command::Decode { .. } | Command::CheckConfig { .. }
+    ));
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -117,9 +129,19 @@ fn main() -> ExitCode {
 /// Logs go to stderr, without timestamps when the journal adds its own.
 fn init_logging(quiet: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if quiet { "warn" } else { "info" };
-    let filter = EnvFilter::try_from_env("VITALGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // rumqttd logs every connection, and every ordinary disconnect as an
+    // error; the gateway reports what matters about the broker itself.
+    // VITALGATE_LOG=rumqttd=info brings its logs back.
+    let default = if quiet {
+        "warn,rumqttd=off"
+    } else {
+        "info,rumqttd=off"
+    };
+    let filter =
+        EnvFilter::try_from_env("VITALGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.without_time().with_ansi(false).init();
     } else {
@@ -129,7 +151,14 @@ fn init_logging(quiet: bool) {
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Decode { profile, file, device, patient, received, statuses } => {
+        Command::Decode {
+            profile,
+            file,
+            device,
+            patient,
+            received,
+            statuses,
+        } => {
             let profile = Profile::load(&profile).map_err(anyhow::Error::msg)?;
             let options = CaptureOptions {
                 device: device.into(),
@@ -138,7 +167,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 statuses,
             };
             let mut input: Box<dyn std::io::Read> = match &file {
-                Some(p) => Box::new(std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?),
+                Some(p) => Box::new(
+                    std::fs::File::open(p)
+                        .with_context(|| format!("cannot open {}", p.display()))?,
+                ),
                 None => Box::new(std::io::stdin().lock()),
             };
             let stdout = std::io::stdout();
@@ -147,13 +179,21 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let summary = capture::decode(&profile, &options, &mut input, &mut out, &mut err)?;
             std::io::Write::flush(&mut out)?;
             let rejected: u64 = summary.rejected.values().sum();
-            let reasons: Vec<String> = summary.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            let reasons: Vec<String> = summary
+                .rejected
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
             eprintln!(
                 "decoded {} readings, {} status frames, {} rejected{}",
                 summary.readings,
                 summary.statuses,
                 rejected,
-                if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) }
+                if reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", reasons.join(", "))
+                }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -161,7 +201,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let c = Config::load(&config).map_err(anyhow::Error::msg)?;
             println!("{}: ok, {} devices", config.display(), c.devices.len());
             for d in &c.devices {
-                println!("  {} → patient {}: {} {} ({})", d.id, d.patient, d.profile.vendor, d.profile.model, d.profile.format);
+                println!(
+                    "  {} → patient {}: {} {} ({})",
+                    d.id, d.patient, d.profile.vendor, d.profile.model, d.profile.format
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -170,7 +213,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             runtime()?.block_on(async move {
                 let cancel = CancellationToken::new();
                 let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone())?;
-                let view = live.then(|| tokio::spawn(vitalgate::view::run(gateway.ingest.clone(), gateway.store.clone(), cancel.clone())));
+                let view = live.then(|| {
+                    tokio::spawn(vitalgate::view::run(
+                        gateway.ingest.clone(),
+                        gateway.store.clone(),
+                        cancel.clone(),
+                    ))
+                });
                 shutdown_signal().await;
                 tracing::info!("stopping");
                 cancel.cancel();
@@ -182,7 +231,14 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })
         }
-        Command::Demo { seed, speed, duration, labels, port, quiet } => {
+        Command::Demo {
+            seed,
+            speed,
+            duration,
+            labels,
+            port,
+            quiet,
+        } => {
             if !(speed.is_finite() && speed > 0.0) {
                 anyhow::bail!("--speed must be a positive number (1 = real time)");
             }

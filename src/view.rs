@@ -43,17 +43,31 @@ pub fn render(ingest: &IngestSnapshot, store: &StoreSnapshot, rate: f64, now: Ti
         let _ = write!(out, " {h:>6}");
     }
     let _ = writeln!(out, "  {:>6} {:>6} {:>6}  STATUS", "RECV", "REJ", "STORED");
-    let mut rows: Vec<(&str, &DeviceView)> = ingest.devices.iter().map(|(k, v)| (&**k, v)).collect();
+    let mut rows: Vec<(&str, &DeviceView)> =
+        ingest.devices.iter().map(|(k, v)| (&**k, v)).collect();
     rows.sort_by(|a, b| (&*a.1.patient, a.0).cmp(&(&*b.1.patient, b.0)));
     for (id, d) in rows {
         let age = d
             .last_seen
-            .map(|t| format!("{:.0}s", ((now.millis() - t.millis()).max(0) as f64) / 1000.0))
+            .map(|t| {
+                format!(
+                    "{:.0}s",
+                    ((now.millis() - t.millis()).max(0) as f64) / 1000.0
+                )
+            })
             .unwrap_or_else(|| "-".into());
-        let _ = write!(out, "{:<12} {:<10} {:>5}", truncate(&d.patient, 12), truncate(id, 10), age);
+        let _ = write!(
+            out,
+            "{:<12} {:<10} {:>5}",
+            truncate(&d.patient, 12),
+            truncate(id, 10),
+            age
+        );
         for (_, v) in COLUMNS {
             let cell = match d.latest.get(&v) {
-                Some(l) if v == Vital::BodyTemperature || v == Vital::PerfusionIndex => format!("{:.1}", l.value),
+                Some(l) if v == Vital::BodyTemperature || v == Vital::PerfusionIndex => {
+                    format!("{:.1}", l.value)
+                }
                 Some(l) => format!("{:.0}", l.value),
                 None => "·".into(),
             };
@@ -66,10 +80,18 @@ pub fn render(ingest: &IngestSnapshot, store: &StoreSnapshot, rate: f64, now: Ti
             d.status.to_string()
         };
         let stored = store.devices.get(id).copied().unwrap_or(0);
-        let _ = writeln!(out, "  {:>6} {:>6} {:>6}  {}", d.received, d.rejected, stored, status);
+        let _ = writeln!(
+            out,
+            "  {:>6} {:>6} {:>6}  {}",
+            d.received, d.rejected, stored, status
+        );
     }
     if !ingest.rejected.is_empty() {
-        let reasons: Vec<String> = ingest.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let reasons: Vec<String> = ingest
+            .rejected
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
         let _ = writeln!(out, "rejected: {}", reasons.join(", "));
     }
     out
@@ -89,7 +111,11 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let terminal = std::io::stdout().is_terminal();
-    let every = if terminal { Duration::from_secs(1) } else { Duration::from_secs(5) };
+    let every = if terminal {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(5)
+    };
     let mut tick = tokio::time::interval(every);
     let mut last = (Instant::now(), 0u64);
     loop {
@@ -135,8 +161,16 @@ mod tests {
                 quality: Quality::NONE,
             });
         }
-        stats.rejected(Some(&"ox-a1".into()), vitalgate_devices::Reject::BadChecksum);
-        let text = render(&stats.snapshot(), &StoreSnapshot::default(), 2.0, Timestamp(3_000));
+        stats.rejected(
+            Some(&"ox-a1".into()),
+            vitalgate_devices::Reject::BadChecksum,
+        );
+        let text = render(
+            &stats.snapshot(),
+            &StoreSnapshot::default(),
+            2.0,
+            Timestamp(3_000),
+        );
         let row = text.lines().find(|l| l.starts_with("patient-a")).unwrap();
         assert!(row.contains("ox-a1"), "{text}");
         assert!(row.contains(" 97 ") && row.contains(" 72 "), "{text}");

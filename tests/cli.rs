@@ -12,16 +12,24 @@ fn vitalgate() -> Command {
 /// The profile in device-profiles/ whose format is `format`.
 fn profile_for(format: &str) -> Option<std::path::PathBuf> {
     let dir = common::root().join("device-profiles");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     paths.sort();
     paths.into_iter().find(|p| {
         p.extension().is_some_and(|e| e == "toml")
-            && std::fs::read_to_string(p).unwrap().contains(&format!("format = \"{format}\""))
+            && vitalgate_devices::profile::Profile::load(p)
+                .unwrap()
+                .format
+                .name()
+                == format
     })
 }
 
 #[test]
-fn decode_turns_every_bundled_capture_into_the_expected_readings_and_reports_bad_frames_with_offsets() {
+fn decode_turns_every_bundled_capture_into_the_expected_readings_and_reports_bad_frames_with_offsets()
+ {
     let testdata = common::root().join("crates/devices/testdata");
     let mut checked = 0;
     for entry in std::fs::read_dir(&testdata).unwrap() {
@@ -34,12 +42,25 @@ fn decode_turns_every_bundled_capture_into_the_expected_readings_and_reports_bad
         let expected_path = testdata.join(format!("{format}.expected.jsonl"));
         let profile = profile_for(format).unwrap_or_else(|| panic!("no profile for {format}"));
         let out = vitalgate()
-            .args(["decode", "--received", "2026-01-01T00:00:00Z", "--device", "dev-1", "--patient", "pat-1", "--profile"])
+            .args([
+                "decode",
+                "--received",
+                "2026-01-01T00:00:00Z",
+                "--device",
+                "dev-1",
+                "--patient",
+                "pat-1",
+                "--profile",
+            ])
             .arg(&profile)
             .arg(&path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8(out.stdout).unwrap();
         let stderr = String::from_utf8(out.stderr).unwrap();
 
@@ -52,7 +73,12 @@ fn decode_turns_every_bundled_capture_into_the_expected_readings_and_reports_bad
         let want_values: Vec<(String, f64)> = expected
             .iter()
             .filter(|e| e.get("value").is_some())
-            .map(|e| (e["vital"].as_str().unwrap().to_owned(), e["value"].as_f64().unwrap()))
+            .map(|e| {
+                (
+                    e["vital"].as_str().unwrap().to_owned(),
+                    e["value"].as_f64().unwrap(),
+                )
+            })
             .collect();
         let got_values: Vec<(String, f64)> = stdout
             .lines()
@@ -61,14 +87,20 @@ fn decode_turns_every_bundled_capture_into_the_expected_readings_and_reports_bad
                 assert_eq!(r["device"], "dev-1");
                 assert_eq!(r["patient"], "pat-1");
                 assert_eq!(r["gateway_time"], "2026-01-01T00:00:00.000Z");
-                (r["vital"].as_str().unwrap().to_owned(), r["value"].as_f64().unwrap())
+                (
+                    r["vital"].as_str().unwrap().to_owned(),
+                    r["value"].as_f64().unwrap(),
+                )
             })
             .collect();
         assert_eq!(got_values, want_values, "{name}: readings");
 
         let want_errors: Vec<String> = expected
             .iter()
-            .filter_map(|e| e.get("error").map(|r| format!("byte {} ", e["offset"]) + "|" + r.as_str().unwrap()))
+            .filter_map(|e| {
+                e.get("error")
+                    .map(|r| format!("byte {} ", e["offset"]) + "|" + r.as_str().unwrap())
+            })
             .collect();
         let got_errors: Vec<String> = stderr
             .lines()
@@ -80,7 +112,10 @@ fn decode_turns_every_bundled_capture_into_the_expected_readings_and_reports_bad
             })
             .collect();
         assert_eq!(got_errors, want_errors, "{name}: rejected frames");
-        assert!(stderr.contains(&format!("decoded {} readings", want_values.len())), "{stderr}");
+        assert!(
+            stderr.contains(&format!("decoded {} readings", want_values.len())),
+            "{stderr}"
+        );
         checked += 1;
     }
     assert!(checked >= 8, "only {checked} captures checked");
@@ -109,7 +144,12 @@ fn decode_reads_standard_input_when_no_file_is_given() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.contains("\"value\":98.0"), "{stdout}");
-    assert!(stderr.lines().any(|l| l.starts_with("byte 31 ") && l.contains("malformed")), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("byte 30 ") && l.contains("malformed")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -117,10 +157,20 @@ fn a_config_error_names_the_file_the_key_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("vitalgate.toml");
     std::fs::write(&file, "[mqtt]\nport = 0\n").unwrap();
-    let out = vitalgate().args(["check-config", "--config"]).arg(&file).output().unwrap();
+    let out = vitalgate()
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains(&format!("{}: key `mqtt.port`: 0 is not a port", file.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: key `mqtt.port`: 0 is not a port",
+            file.display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -130,7 +180,11 @@ fn the_example_config_checks_out() {
         .arg(common::root().join("vitalgate.example.toml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -138,7 +192,15 @@ fn the_demo_plays_patients_through_serial_and_mqtt_devices_and_stores_what_it_re
     let dir = tempfile::tempdir().unwrap();
     let labels = dir.path().join("labels.jsonl");
     let out = vitalgate()
-        .args(["demo", "--quiet", "--duration", "8s", "--speed", "30", "--labels"])
+        .args([
+            "demo",
+            "--quiet",
+            "--duration",
+            "8s",
+            "--speed",
+            "30",
+            "--labels",
+        ])
         .arg(&labels)
         .env("VITALGATE_LOG", "info")
         .output()
@@ -146,9 +208,15 @@ fn the_demo_plays_patients_through_serial_and_mqtt_devices_and_stores_what_it_re
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    let summary = stdout.lines().find(|l| l.starts_with("demo stopped")).expect("summary line");
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("demo stopped"))
+        .expect("summary line");
     let number_before = |word: &str| -> u64 {
-        let words: Vec<&str> = summary.split([' ', ',', ';']).filter(|w| !w.is_empty()).collect();
+        let words: Vec<&str> = summary
+            .split([' ', ',', ';'])
+            .filter(|w| !w.is_empty())
+            .collect();
         let i = words.iter().position(|w| *w == word).unwrap();
         words[i - 1].parse().unwrap()
     };
@@ -157,10 +225,16 @@ fn the_demo_plays_patients_through_serial_and_mqtt_devices_and_stores_what_it_re
     assert!(received > 100, "{stdout}");
     assert_eq!(stored, received, "{stdout}");
     // Every demo device was heard, over both transports.
-    let devices: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("device ")).collect();
+    let devices: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("device "))
+        .collect();
     assert!(devices.len() >= 5, "{stdout}");
     for d in &devices {
-        assert!(!d.contains("received 0,") || d.contains("status frames"), "{d}");
+        assert!(
+            !d.contains("received 0,") || d.contains("status frames"),
+            "{d}"
+        );
     }
     assert!(stderr.contains("serial port open"), "{stderr}");
     assert!(stderr.contains("connected to the MQTT broker"), "{stderr}");

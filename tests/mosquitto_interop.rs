@@ -15,10 +15,14 @@ use vitalgate::store::{ReadingStore, StoreError, VolatileStore};
 use vitalgate_devices::Reading;
 
 fn mosquitto_binary() -> Option<PathBuf> {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 struct Mosquitto {
@@ -65,7 +69,11 @@ fn start_mosquitto() -> Option<Mosquitto> {
         .expect("start mosquitto");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Mosquitto { child, port, _dir: dir });
+            return Some(Mosquitto {
+                child,
+                port,
+                _dir: dir,
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -79,7 +87,10 @@ async fn publish_all(port: u16, messages: Vec<(String, String)>) {
     let n = messages.len();
     let sender = tokio::spawn(async move {
         for (topic, payload) in messages {
-            client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
         }
         client
     });
@@ -105,9 +116,16 @@ impl ReadingStore for FullDisk {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_mosquitto_every_message_is_stored_and_unstored_ones_come_back_after_restart() {
-    let Some(broker) = start_mosquitto() else { return };
+    let Some(broker) = start_mosquitto() else {
+        return;
+    };
     let config = common::config(
-        vec![common::device("wear-1", "patient-1", "senml-wearable.toml", None)],
+        vec![common::device(
+            "wear-1",
+            "patient-1",
+            "senml-wearable.toml",
+            None,
+        )],
         broker.port,
         "gateway-interop",
     );
@@ -118,7 +136,12 @@ async fn through_mosquitto_every_message_is_stored_and_unstored_ones_come_back_a
     let mut store = gateway.store.clone();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let first: Vec<(String, String)> = (0..50)
-        .map(|i| ("vitalgate/wear-1/senml".to_owned(), senml(1_763_708_462.0 + f64::from(i), 90 + i % 8)))
+        .map(|i| {
+            (
+                "vitalgate/wear-1/senml".to_owned(),
+                senml(1_763_708_462.0 + f64::from(i), 90 + i % 8),
+            )
+        })
         .collect();
     publish_all(broker.port, first).await;
     common::wait_for(&mut store, 10, "refused commits", |s| s.failures >= 1).await;
@@ -127,7 +150,12 @@ async fn through_mosquitto_every_message_is_stored_and_unstored_ones_come_back_a
 
     // 2. While the gateway is down, more messages arrive at the broker.
     let more: Vec<(String, String)> = (50..200)
-        .map(|i| ("vitalgate/wear-1/senml".to_owned(), senml(1_763_708_462.0 + f64::from(i), 90 + i % 8)))
+        .map(|i| {
+            (
+                "vitalgate/wear-1/senml".to_owned(),
+                senml(1_763_708_462.0 + f64::from(i), 90 + i % 8),
+            )
+        })
         .collect();
     publish_all(broker.port, more).await;
 
@@ -136,7 +164,10 @@ async fn through_mosquitto_every_message_is_stored_and_unstored_ones_come_back_a
     let cancel = CancellationToken::new();
     let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone()).unwrap();
     let mut store = gateway.store.clone();
-    let s = common::wait_for(&mut store, 20, "all 200 readings stored", |s| s.stored >= 200).await;
+    let s = common::wait_for(&mut store, 20, "all 200 readings stored", |s| {
+        s.stored >= 200
+    })
+    .await;
     assert_eq!(s.stored, 200);
     cancel.cancel();
     gateway.join().await;

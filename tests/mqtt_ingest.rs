@@ -13,7 +13,8 @@ use vitalgate_devices::{Reading, Reject, Vital};
 /// A QoS 1 publisher that counts the PUBACKs it gets.
 async fn publisher(port: u16, id: &str) -> (AsyncClient, tokio::sync::watch::Receiver<u64>) {
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
-    o.set_keep_alive(Duration::from_secs(10)).set_max_packet_size(2 << 20, 2 << 20);
+    o.set_keep_alive(Duration::from_secs(10))
+        .set_max_packet_size(2 << 20, 2 << 20);
     let (client, mut eventloop) = AsyncClient::new(o, 64);
     let (tx, rx) = tokio::sync::watch::channel(0u64);
     tokio::spawn(async move {
@@ -53,20 +54,31 @@ async fn good_and_bad_messages_are_counted_by_reason_and_every_message_is_acknow
 
     let (client, mut acks) = publisher(port, "test-publisher").await;
     let t = 1_763_708_462.0_f64;
-    let good = format!(r#"[{{"bn":"urn:dev:vitalgate:wear-1:","bt":{t},"n":"spo2","u":"%","v":97}},{{"n":"heartRate","u":"beat/min","v":72}}]"#);
+    let good = format!(
+        r#"[{{"bn":"urn:dev:vitalgate:wear-1:","bt":{t},"n":"spo2","u":"%","v":97}},{{"n":"heartRate","u":"beat/min","v":72}}]"#
+    );
     let bp = format!(
         r#"{{"header":{{"id":"a1","creation_date_time":"2025-11-21T07:01:02Z","schema_id":{{"namespace":"omh","name":"blood-pressure","version":"3.1"}}}},"body":{{"systolic_blood_pressure":{{"value":124,"unit":"mmHg"}},"diastolic_blood_pressure":{{"value":82,"unit":"mmHg"}},"effective_time_frame":{{"date_time":"2025-11-21T07:01:02Z"}}}}}}"#
     );
-    let impossible = format!(r#"[{{"bn":"urn:dev:vitalgate:wear-1:","bt":{},"n":"spo2","u":"%","v":127}}]"#, t + 1.0);
+    let impossible = format!(
+        r#"[{{"bn":"urn:dev:vitalgate:wear-1:","bt":{},"n":"spo2","u":"%","v":127}}]"#,
+        t + 1.0
+    );
     let messages: Vec<(&str, Vec<u8>)> = vec![
         ("vitalgate/wear-1/senml", good.clone().into_bytes()),
         ("vitalgate/bp-1/omh", bp.into_bytes()),
         // the same message again: a replay
         ("vitalgate/wear-1/senml", good.into_bytes()),
         // malformed JSON
-        ("vitalgate/wear-1/senml", b"[{\"n\":\"spo2\",\"v\":".to_vec()),
+        (
+            "vitalgate/wear-1/senml",
+            b"[{\"n\":\"spo2\",\"v\":".to_vec(),
+        ),
         // a device nobody bound
-        ("vitalgate/stranger/senml", b"[{\"n\":\"spo2\",\"u\":\"%\",\"v\":97}]".to_vec()),
+        (
+            "vitalgate/stranger/senml",
+            b"[{\"n\":\"spo2\",\"u\":\"%\",\"v\":97}]".to_vec(),
+        ),
         // a bound device on another model's topic
         ("vitalgate/wear-1/omh", b"{}".to_vec()),
         // larger than the profile allows
@@ -76,7 +88,10 @@ async fn good_and_bad_messages_are_counted_by_reason_and_every_message_is_acknow
     ];
     let n = messages.len() as u64;
     for (topic, payload) in messages {
-        client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
+        client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
     }
 
     let snap = common::wait_for(&mut ingest, 15, "every message counted", |s| {
@@ -110,7 +125,11 @@ async fn good_and_bad_messages_are_counted_by_reason_and_every_message_is_acknow
     let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone()).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let again = gateway.ingest.borrow().clone();
-    assert_eq!((again.received, again.rejected_total()), (0, 0), "{again:#?}");
+    assert_eq!(
+        (again.received, again.rejected_total()),
+        (0, 0),
+        "{again:#?}"
+    );
     cancel.cancel();
     gateway.join().await;
 }
@@ -127,7 +146,12 @@ impl ReadingStore for FullDisk {
 async fn a_message_storage_refused_is_not_acknowledged_and_is_delivered_again_after_restart() {
     let port = vitalgate::broker::free_port().unwrap();
     let mut config = common::config(
-        vec![common::device("wear-1", "patient-1", "senml-wearable.toml", None)],
+        vec![common::device(
+            "wear-1",
+            "patient-1",
+            "senml-wearable.toml",
+            None,
+        )],
         port,
         "gateway-refusing",
     );
@@ -139,7 +163,10 @@ async fn a_message_storage_refused_is_not_acknowledged_and_is_delivered_again_af
 
     let (client, _) = publisher(port, "test-publisher-2").await;
     let msg = r#"[{"bn":"urn:dev:vitalgate:wear-1:","bt":1763708462,"n":"spo2","u":"%","v":96}]"#;
-    client.publish("vitalgate/wear-1/senml", QoS::AtLeastOnce, false, msg).await.unwrap();
+    client
+        .publish("vitalgate/wear-1/senml", QoS::AtLeastOnce, false, msg)
+        .await
+        .unwrap();
     common::wait_for(&mut store, 10, "the refused commit", |s| s.failures >= 1).await;
     cancel.cancel();
     gateway.join().await;
@@ -148,7 +175,10 @@ async fn a_message_storage_refused_is_not_acknowledged_and_is_delivered_again_af
     config.embedded_broker = None;
     let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone()).unwrap();
     let mut store = gateway.store.clone();
-    let s = common::wait_for(&mut store, 15, "the redelivered reading stored", |s| s.stored >= 1).await;
+    let s = common::wait_for(&mut store, 15, "the redelivered reading stored", |s| {
+        s.stored >= 1
+    })
+    .await;
     assert_eq!(s.stored, 1);
     cancel.cancel();
     gateway.join().await;

@@ -13,7 +13,10 @@ use vitalgate_devices::{Format, Reject, Snapshot, Timestamp, Vital};
 
 /// One second of a Masimo device's output for these values.
 fn masimo_second(spo2: f64, pr: f64, t: i64) -> Vec<u8> {
-    let mut snap = Snapshot { time: Timestamp(t), ..Snapshot::default() };
+    let mut snap = Snapshot {
+        time: Timestamp(t),
+        ..Snapshot::default()
+    };
     snap.set(Vital::Spo2, Some(spo2));
     snap.set(Vital::PulseRate, Some(pr));
     snap.set(Vital::PerfusionIndex, Some(2.5));
@@ -38,7 +41,12 @@ async fn serial_readings_arrive_garbage_is_counted_and_an_unplugged_device_is_re
     let (mut master, slave) = plug(&link);
 
     let config = common::config(
-        vec![common::device("ox-1", "patient-1", "masimo-rad-8.toml", Some(&link))],
+        vec![common::device(
+            "ox-1",
+            "patient-1",
+            "masimo-rad-8.toml",
+            Some(&link),
+        )],
         1,
         "unused",
     );
@@ -48,14 +56,25 @@ async fn serial_readings_arrive_garbage_is_counted_and_an_unplugged_device_is_re
     // Let the gateway open the port before the device talks.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
-    master.write_all(&masimo_second(97.0, 72.0, 1_000_000)).await.unwrap();
+    master
+        .write_all(&masimo_second(97.0, 72.0, 1_000_000))
+        .await
+        .unwrap();
     master.write_all(b"\x00\xff\x13garbage\x01").await.unwrap();
-    master.write_all(&masimo_second(95.0, 80.0, 1_001_000)).await.unwrap();
+    master
+        .write_all(&masimo_second(95.0, 80.0, 1_001_000))
+        .await
+        .unwrap();
     let snap = common::wait_for(&mut ingest, 10, "two seconds of readings", |s| {
-        s.devices.get("ox-1").is_some_and(|d| d.latest.get(&Vital::Spo2).is_some_and(|l| l.value == 95.0))
+        s.devices
+            .get("ox-1")
+            .is_some_and(|d| d.latest.get(&Vital::Spo2).is_some_and(|l| l.value == 95.0))
     })
     .await;
-    assert!(snap.rejected.get(&Reject::Garbage).copied().unwrap_or(0) >= 1, "{snap:#?}");
+    assert!(
+        snap.rejected.get(&Reject::Garbage).copied().unwrap_or(0) >= 1,
+        "{snap:#?}"
+    );
     let before = snap.devices["ox-1"].received;
 
     // Unplug: both ends close and the by-id link disappears.
@@ -70,10 +89,17 @@ async fn serial_readings_arrive_garbage_is_counted_and_an_unplugged_device_is_re
     // it is read again.
     let mut replugged = None;
     for _ in 0..60 {
-        master.write_all(&masimo_second(93.0, 88.0, 1_002_000)).await.unwrap();
+        master
+            .write_all(&masimo_second(93.0, 88.0, 1_002_000))
+            .await
+            .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let s = ingest.borrow().clone();
-        if s.devices["ox-1"].latest.get(&Vital::Spo2).is_some_and(|l| l.value == 93.0) {
+        if s.devices["ox-1"]
+            .latest
+            .get(&Vital::Spo2)
+            .is_some_and(|l| l.value == 93.0)
+        {
             replugged = Some(s);
             break;
         }

@@ -62,8 +62,13 @@ struct Cli {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 90s, 10m or 2h"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 90s, 10m or 2h"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" | "min" => n * 60.0,
@@ -89,10 +94,13 @@ fn main() -> Result<()> {
     if !(cli.period.is_finite() && cli.period >= 0.01) {
         bail!("--period must be at least 0.01 s");
     }
-    let scenario: ScenarioKind = serde_json::from_value(serde_json::Value::String(cli.scenario.clone()))
-        .with_context(|| format!("unknown scenario `{}`", cli.scenario))?;
+    let scenario: ScenarioKind =
+        serde_json::from_value(serde_json::Value::String(cli.scenario.clone()))
+            .with_context(|| format!("unknown scenario `{}`", cli.scenario))?;
     let start = match &cli.start {
-        Some(s) => Timestamp::parse_rfc3339(s).with_context(|| format!("`{s}` is not an RFC 3339 time"))?,
+        Some(s) => {
+            Timestamp::parse_rfc3339(s).with_context(|| format!("`{s}` is not an RFC 3339 time"))?
+        }
         None => Timestamp::now(),
     };
     let mut profiles = Vec::new();
@@ -101,7 +109,10 @@ fn main() -> Result<()> {
     }
     let mut devices = Vec::new();
     for (i, (path, profile)) in cli.profile.iter().zip(&profiles).enumerate() {
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("device");
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("device");
         devices.push(DeviceSpec {
             id: format!("sim-{}-{}", i + 1, stem),
             patient: cli.patient.clone(),
@@ -113,12 +124,18 @@ fn main() -> Result<()> {
         seed: cli.seed,
         start,
         duration_ms: cli.duration.map(|d| d.as_millis() as i64),
-        patients: vec![PatientSpec { id: cli.patient.clone(), scenario }],
+        patients: vec![PatientSpec {
+            id: cli.patient.clone(),
+            scenario,
+        }],
         devices,
     };
     let sim = Simulation::new(&spec).context("invalid simulation")?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
@@ -130,7 +147,12 @@ fn main() -> Result<()> {
             Some(addr) => {
                 let (host, port) = addr.rsplit_once(':').context("--mqtt must be host:port")?;
                 let port: u16 = port.parse().context("--mqtt port must be a number")?;
-                Some(Publisher::connect(host, port, &format!("vitalsim-{}", std::process::id()), cancel.clone()))
+                Some(Publisher::connect(
+                    host,
+                    port,
+                    &format!("vitalsim-{}", std::process::id()),
+                    cancel.clone(),
+                ))
             }
             None => None,
         };
@@ -140,7 +162,13 @@ fn main() -> Result<()> {
             let link = match profile.transport {
                 Transport::Serial => {
                     let pty = PtyDevice::open()?;
-                    writeln!(stdout, "device={} transport=serial path={} format={}", d.id, pty.path.display(), profile.format)?;
+                    writeln!(
+                        stdout,
+                        "device={} transport=serial path={} format={}",
+                        d.id,
+                        pty.path.display(),
+                        profile.format
+                    )?;
                     pty.spawn(profile.format.host_commands(), cancel.clone())
                 }
                 Transport::Mqtt => {
@@ -148,28 +176,50 @@ fn main() -> Result<()> {
                         bail!("{} is an MQTT profile: give --mqtt host:port", d.id);
                     };
                     let topic = m.topic_for(&d.id);
-                    writeln!(stdout, "device={} transport=mqtt topic={} format={}", d.id, topic, profile.format)?;
+                    writeln!(
+                        stdout,
+                        "device={} transport=mqtt topic={} format={}",
+                        d.id, topic, profile.format
+                    )?;
                     p.link(topic)
                 }
                 Transport::Ble => bail!("{}: BLE profiles cannot be simulated yet", d.id),
             };
-            outputs.push(Some(Output { encoder: profile.format.encoder(&d.id), link }));
+            outputs.push(Some(Output {
+                encoder: profile.format.encoder(&d.id),
+                link,
+            }));
         }
         stdout.flush()?;
         drop(stdout);
         let mut labels = match &cli.labels {
             Some(p) => Some(std::io::BufWriter::new(
-                std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
             )),
             None => None,
         };
-        let pace = if cli.unpaced { Pace::Unpaced } else { Pace::Speed(cli.speed) };
-        let played = play(sim, outputs, pace, labels.as_mut().map(|w| w as &mut (dyn Write + Send)), cancel.clone()).await?;
+        let pace = if cli.unpaced {
+            Pace::Unpaced
+        } else {
+            Pace::Speed(cli.speed)
+        };
+        let played = play(
+            sim,
+            outputs,
+            pace,
+            labels.as_mut().map(|w| w as &mut (dyn Write + Send)),
+            cancel.clone(),
+        )
+        .await?;
         // Give the links a moment to deliver the tail.
         tokio::time::sleep(Duration::from_millis(500)).await;
         cancel.cancel();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        eprintln!("vitalsim: sent {} samples, {} bytes, {} labels", played.samples, played.bytes, played.labels);
+        eprintln!(
+            "vitalsim: sent {} samples, {} bytes, {} labels",
+            played.samples, played.bytes, played.labels
+        );
         Ok(())
     })
 }

@@ -150,7 +150,12 @@ impl RejectLog {
 
     /// Record a rejection; returns how many were suppressed since the last
     /// line when this one should be logged, `None` when it should not.
-    pub fn should_log(&mut self, device: Option<&Arc<str>>, reason: Reject, now: Instant) -> Option<u64> {
+    pub fn should_log(
+        &mut self,
+        device: Option<&Arc<str>>,
+        reason: Reject,
+        now: Instant,
+    ) -> Option<u64> {
         let key = (device.cloned(), reason);
         match self.last.get_mut(&key) {
             None => {

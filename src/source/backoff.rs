@@ -48,7 +48,11 @@ impl Backoff {
         self.attempt = self.attempt.saturating_add(1);
         let half = cap / 2;
         let spread = (cap - half).as_millis() as u64;
-        let jitter = if spread == 0 { 0 } else { self.next_u64() % (spread + 1) };
+        let jitter = if spread == 0 {
+            0
+        } else {
+            self.next_u64() % (spread + 1)
+        };
         half + Duration::from_millis(jitter)
     }
 
@@ -83,7 +87,11 @@ mod tests {
         for i in 0..10u32 {
             let cap = Duration::from_millis(100 * (1u64 << i)).min(Duration::from_secs(5));
             let d = b.next_delay();
-            assert!(d >= cap / 2 && d <= cap, "attempt {i}: {d:?} not in [{:?}, {cap:?}]", cap / 2);
+            assert!(
+                d >= cap / 2 && d <= cap,
+                "attempt {i}: {d:?} not in [{:?}, {cap:?}]",
+                cap / 2
+            );
             caps.push(d);
         }
         assert!(caps.iter().skip(6).all(|d| *d <= Duration::from_secs(5)));

@@ -18,9 +18,12 @@ use vitalgate_devices::{Decoded, Reading, Timestamp};
 pub fn bind(decoded: Decoded, device: &Device, received: Timestamp, batch: &mut Batch) {
     match decoded {
         Decoded::Measurement(m) => {
-            batch
-                .readings
-                .push(Reading::from_measurement(&m, &device.id, &device.patient, received));
+            batch.readings.push(Reading::from_measurement(
+                &m,
+                &device.id,
+                &device.patient,
+                received,
+            ));
         }
         Decoded::Status(status) => batch.statuses.push(DeviceStatus {
             device: Arc::clone(&device.id),

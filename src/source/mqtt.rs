@@ -16,7 +16,9 @@ use super::backoff::Backoff;
 use crate::config::{Device, MqttConfig};
 use crate::ingest::{Batch, Rejection};
 use crate::store::Commit;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,9 +121,15 @@ impl Devices {
     fn new(devices: &[Device]) -> Self {
         let mut by_id = HashMap::new();
         let mut patterns: Vec<MqttSettings> = Vec::new();
-        for d in devices.iter().filter(|d| d.profile.transport == DeviceTransport::Mqtt) {
-            let Some(settings) = &d.profile.mqtt else { continue };
-            if let Decoder::Message(decoder) = d.profile.format.decoder(&d.profile.format_options()) {
+        for d in devices
+            .iter()
+            .filter(|d| d.profile.transport == DeviceTransport::Mqtt)
+        {
+            let Some(settings) = &d.profile.mqtt else {
+                continue;
+            };
+            if let Decoder::Message(decoder) = d.profile.format.decoder(&d.profile.format_options())
+            {
                 by_id.insert(Arc::clone(&d.id), (d.clone(), decoder));
                 if !patterns.iter().any(|p| p.topic == settings.topic) {
                     patterns.push(settings.clone());
@@ -135,35 +143,86 @@ impl Devices {
     fn decode(&mut self, topic: &str, payload: &[u8], index: u64) -> Batch {
         let received = Timestamp::now();
         let mut batch = Batch::default();
-        let reject = |batch: &mut Batch, device: Option<Arc<str>>, reason: Reject, detail: String| {
-            batch.rejections.push(Rejection { device, reason, detail });
-        };
+        let reject =
+            |batch: &mut Batch, device: Option<Arc<str>>, reason: Reject, detail: String| {
+                batch.rejections.push(Rejection {
+                    device,
+                    reason,
+                    detail,
+                });
+            };
         let Some(id) = self.patterns.iter().find_map(|p| p.device_in(topic)) else {
-            reject(&mut batch, None, Reject::UnknownTopic, format!("message on topic `{}` matches no device profile", printable(topic)));
+            reject(
+                &mut batch,
+                None,
+                Reject::UnknownTopic,
+                format!(
+                    "message on topic `{}` matches no device profile",
+                    printable(topic)
+                ),
+            );
             return batch;
         };
         let Some((device, decoder)) = self.by_id.get_mut(id) else {
-            reject(&mut batch, None, Reject::UnknownDevice, format!("device `{}` (topic `{}`) is not bound in the configuration", printable(id), printable(topic)));
+            reject(
+                &mut batch,
+                None,
+                Reject::UnknownDevice,
+                format!(
+                    "device `{}` (topic `{}`) is not bound in the configuration",
+                    printable(id),
+                    printable(topic)
+                ),
+            );
             return batch;
         };
         // A bound device must speak on its own profile's topic; the same id
         // on another model's topic is a spoof or a misconfiguration.
-        let Some(settings) = device.profile.mqtt.as_ref().filter(|s| s.device_in(topic).is_some()) else {
-            reject(&mut batch, Some(Arc::clone(&device.id)), Reject::UnknownTopic, format!("device `{}` is bound to a {} profile but sent on topic `{}`", device.id, device.profile.format, printable(topic)));
+        let Some(settings) = device
+            .profile
+            .mqtt
+            .as_ref()
+            .filter(|s| s.device_in(topic).is_some())
+        else {
+            reject(
+                &mut batch,
+                Some(Arc::clone(&device.id)),
+                Reject::UnknownTopic,
+                format!(
+                    "device `{}` is bound to a {} profile but sent on topic `{}`",
+                    device.id,
+                    device.profile.format,
+                    printable(topic)
+                ),
+            );
             return batch;
         };
         if payload.len() > settings.max_payload_bytes {
-            reject(&mut batch, Some(Arc::clone(&device.id)), Reject::TooLarge, format!("message {index} is {} bytes; the profile allows {}", payload.len(), settings.max_payload_bytes));
+            reject(
+                &mut batch,
+                Some(Arc::clone(&device.id)),
+                Reject::TooLarge,
+                format!(
+                    "message {index} is {} bytes; the profile allows {}",
+                    payload.len(),
+                    settings.max_payload_bytes
+                ),
+            );
             return batch;
         }
-        decoder.decode(payload, index, received, &mut |d| super::bind(d, device, received, &mut batch));
+        decoder.decode(payload, index, received, &mut |d| {
+            super::bind(d, device, received, &mut batch)
+        });
         batch
     }
 }
 
 /// Topics come from the network: keep log lines one printable line.
 fn printable(s: &str) -> String {
-    s.chars().take(128).map(|c| if c.is_control() { '?' } else { c }).collect()
+    s.chars()
+        .take(128)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// Run the MQTT source until cancelled; then acknowledge what storage
@@ -199,7 +258,10 @@ pub async fn run(
                 connection_tx.send_replace(connection);
                 connected = true;
                 backoff.reset();
-                tracing::info!(session_present = ack.session_present, "connected to the MQTT broker");
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to the MQTT broker"
+                );
                 for p in &devices.patterns {
                     if let Err(e) = client.try_subscribe(p.filter(), QoS::AtLeastOnce) {
                         tracing::error!(filter = %p.filter(), error = %e, "cannot subscribe");
@@ -212,7 +274,11 @@ pub async fn run(
                 let mut batch = devices.decode(&topic, &publish.payload, index);
                 let (stored_tx, stored_rx) = oneshot::channel();
                 batch.stored = Some(stored_tx);
-                let pending = PendingAck { connection, publish, stored: stored_rx };
+                let pending = PendingAck {
+                    connection,
+                    publish,
+                    stored: stored_rx,
+                };
                 // Both sends wait when the pipeline is full: backpressure
                 // reaches the broker through the in-flight window.
                 let sent = tokio::select! {
@@ -275,7 +341,11 @@ async fn drain(
 }
 
 /// Acknowledge messages in arrival order as storage answers.
-async fn acknowledge(client: AsyncClient, mut acks: mpsc::Receiver<PendingAck>, connection: watch::Receiver<u64>) {
+async fn acknowledge(
+    client: AsyncClient,
+    mut acks: mpsc::Receiver<PendingAck>,
+    connection: watch::Receiver<u64>,
+) {
     while let Some(p) = acks.recv().await {
         match p.stored.await {
             Ok(Ok(())) => {

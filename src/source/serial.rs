@@ -14,9 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_serial::{DataBits, Parity, SerialPortBuilderExt, SerialStream, StopBits};
 use tokio_util::sync::CancellationToken;
+use vitalgate_devices::Timestamp;
 use vitalgate_devices::decode::{Decoder, StreamDecoder};
 use vitalgate_devices::profile::{self, SerialSettings};
-use vitalgate_devices::Timestamp;
 
 /// Read buffer size: a few frames' worth at 115200 baud per wake-up.
 const READ_BUFFER: usize = 4096;
@@ -27,7 +27,11 @@ pub async fn run(device: Device, batches: mpsc::Sender<Batch>, cancel: Cancellat
         tracing::error!(device = %device.id, "serial device without a port or serial settings; not started");
         return;
     };
-    let Decoder::Stream(mut decoder) = device.profile.format.decoder(&device.profile.format_options()) else {
+    let Decoder::Stream(mut decoder) = device
+        .profile
+        .format
+        .decoder(&device.profile.format_options())
+    else {
         tracing::error!(device = %device.id, format = %device.profile.format, "format is not a byte stream; not started");
         return;
     };

@@ -155,9 +155,12 @@ mod tests {
         let mut waits = Vec::new();
         for i in 0..5 {
             let (done, wait) = oneshot::channel();
-            tx.send(StoreRequest { readings: vec![reading(90.0 + i as f64)], done: Some(done) })
-                .await
-                .unwrap();
+            tx.send(StoreRequest {
+                readings: vec![reading(90.0 + i as f64)],
+                done: Some(done),
+            })
+            .await
+            .unwrap();
             waits.push(wait);
         }
         drop(tx);
@@ -174,7 +177,12 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let (snap_tx, snap_rx) = watch::channel(StoreSnapshot::default());
         let (done, wait) = oneshot::channel();
-        tx.send(StoreRequest { readings: vec![reading(97.0)], done: Some(done) }).await.unwrap();
+        tx.send(StoreRequest {
+            readings: vec![reading(97.0)],
+            done: Some(done),
+        })
+        .await
+        .unwrap();
         drop(tx);
         run(Failing, 1024, rx, snap_tx).await;
         assert!(matches!(wait.await.unwrap(), Err(StoreError::Full(_))));

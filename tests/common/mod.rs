@@ -65,7 +65,10 @@ pub async fn wait_for<T: Clone + std::fmt::Debug>(
                 return v.clone();
             }
         }
-        if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
             let v = rx.borrow().clone();
             panic!("timed out after {secs} s waiting for {what}; last value: {v:#?}");
         }

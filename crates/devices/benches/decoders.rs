@@ -60,32 +60,36 @@ fn decoders(c: &mut Criterion) {
     for format in Format::ALL {
         let (bytes, messages) = capture(format);
         group.throughput(Throughput::Bytes(bytes.len() as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(format.name()), &bytes, |b, bytes| {
-            b.iter(|| {
-                let mut values = 0u64;
-                let mut sink = |d: Decoded| {
-                    if let Decoded::Measurement(m) = d {
-                        values += 1;
-                        black_box(m.value);
-                    }
-                };
-                match format.decoder(&FormatOptions::default()) {
-                    Decoder::Stream(mut d) => {
-                        for chunk in bytes.chunks(4096) {
-                            d.feed(chunk, &mut sink);
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format.name()),
+            &bytes,
+            |b, bytes| {
+                b.iter(|| {
+                    let mut values = 0u64;
+                    let mut sink = |d: Decoded| {
+                        if let Decoded::Measurement(m) = d {
+                            values += 1;
+                            black_box(m.value);
                         }
-                        d.finish(&mut sink);
-                    }
-                    Decoder::Message(mut d) => {
-                        for &(s, e) in &messages {
-                            d.decode(&bytes[s..e], s as u64, Timestamp(0), &mut sink);
+                    };
+                    match format.decoder(&FormatOptions::default()) {
+                        Decoder::Stream(mut d) => {
+                            for chunk in bytes.chunks(4096) {
+                                d.feed(chunk, &mut sink);
+                            }
+                            d.finish(&mut sink);
+                        }
+                        Decoder::Message(mut d) => {
+                            for &(s, e) in &messages {
+                                d.decode(&bytes[s..e], s as u64, Timestamp(0), &mut sink);
+                            }
                         }
                     }
-                }
-                assert!(values > 0);
-                values
-            })
-        });
+                    assert!(values > 0);
+                    values
+                })
+            },
+        );
     }
     group.finish();
 }

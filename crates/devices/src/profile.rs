@@ -6,8 +6,8 @@
 //! profile serves every unit of a model. Adding a device whose wire format
 //! the gateway already speaks is therefore a new TOML file, not new code.
 
-use crate::format::{Format, FormatOptions, Framing};
 use crate::Vital;
+use crate::format::{Format, FormatOptions, Framing};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -261,14 +261,23 @@ impl Profile {
                 if !(50..=4_000_000).contains(&s.baud) {
                     return Err(err(
                         "serial.baud",
-                        format!("{} is not a serial speed (expected e.g. 9600 or 115200)", s.baud),
+                        format!(
+                            "{} is not a serial speed (expected e.g. 9600 or 115200)",
+                            s.baud
+                        ),
                     ));
                 }
                 if !matches!(s.data_bits, 7 | 8) {
-                    return Err(err("serial.data_bits", format!("{} (expected 7 or 8)", s.data_bits)));
+                    return Err(err(
+                        "serial.data_bits",
+                        format!("{} (expected 7 or 8)", s.data_bits),
+                    ));
                 }
                 if !matches!(s.stop_bits, 1 | 2) {
-                    return Err(err("serial.stop_bits", format!("{} (expected 1 or 2)", s.stop_bits)));
+                    return Err(err(
+                        "serial.stop_bits",
+                        format!("{} (expected 1 or 2)", s.stop_bits),
+                    ));
                 }
             }
             Transport::Mqtt => {
@@ -284,13 +293,19 @@ impl Profile {
                 {
                     return Err(err(
                         "mqtt.topic",
-                        format!("`{}` must contain `{{device}}` exactly once, as a whole topic level (e.g. \"vitalgate/{{device}}/senml\")", m.topic),
+                        format!(
+                            "`{}` must contain `{{device}}` exactly once, as a whole topic level (e.g. \"vitalgate/{{device}}/senml\")",
+                            m.topic
+                        ),
                     ));
                 }
                 if m.topic.contains(['+', '#']) || levels.iter().any(|l| l.is_empty()) {
                     return Err(err(
                         "mqtt.topic",
-                        format!("`{}` must not contain wildcards or empty levels; `{{device}}` is the only variable part", m.topic),
+                        format!(
+                            "`{}` must not contain wildcards or empty levels; `{{device}}` is the only variable part",
+                            m.topic
+                        ),
                     ));
                 }
                 if m.max_payload_bytes == 0 || m.max_payload_bytes > 16 * 1024 * 1024 {
@@ -346,7 +361,10 @@ topic = "vitalgate/{device}/senml"
     fn errors_name_the_file_and_key() {
         let e = parse(&SENML.replace("{device}/senml", "senml")).unwrap_err();
         assert_eq!(e.key, "mqtt.topic");
-        assert!(e.to_string().starts_with("device-profiles/x.toml: key `mqtt.topic`"));
+        assert!(
+            e.to_string()
+                .starts_with("device-profiles/x.toml: key `mqtt.topic`")
+        );
 
         let e = parse(&SENML.replace("\"mqtt\"", "\"serial\"")).unwrap_err();
         assert_eq!(e.key, "transport");

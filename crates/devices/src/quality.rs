@@ -91,7 +91,10 @@ impl Quality {
 
     /// The flag with this name.
     pub fn from_name(name: &str) -> Option<Quality> {
-        Self::NAMES.into_iter().find(|(_, n)| *n == name).map(|(q, _)| q)
+        Self::NAMES
+            .into_iter()
+            .find(|(_, n)| *n == name)
+            .map(|(q, _)| q)
     }
 }
 

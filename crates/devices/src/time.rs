@@ -111,7 +111,10 @@ mod tests {
     fn formats_and_parses_rfc3339_in_utc() {
         let t = Timestamp(1_763_708_462_123);
         assert_eq!(t.to_string(), "2025-11-21T07:01:02.123Z");
-        assert_eq!(Timestamp::parse_rfc3339("2025-11-21T07:01:02.123Z"), Some(t));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2025-11-21T07:01:02.123Z"),
+            Some(t)
+        );
         assert_eq!(
             Timestamp::parse_rfc3339("2025-11-21T08:01:02.123+01:00"),
             Some(t)

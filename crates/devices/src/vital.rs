@@ -140,7 +140,9 @@ impl fmt::Display for Vital {
 
 /// Error for an unknown vital name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown vital `{0}` (expected one of: heart_rate, pulse_rate, spo2, respiratory_rate, body_temperature, systolic_bp, diastolic_bp, mean_arterial_pressure, perfusion_index, rr_interval)")]
+#[error(
+    "unknown vital `{0}` (expected one of: heart_rate, pulse_rate, spo2, respiratory_rate, body_temperature, systolic_bp, diastolic_bp, mean_arterial_pressure, perfusion_index, rr_interval)"
+)]
 pub struct UnknownVital(pub String);
 
 impl FromStr for Vital {

@@ -67,7 +67,11 @@ impl Publisher {
         let client = self.client.clone();
         tokio::spawn(async move {
             while let Some(payload) = rx.recv().await {
-                if client.publish(topic.clone(), QoS::AtLeastOnce, false, payload).await.is_err() {
+                if client
+                    .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -32,7 +32,11 @@ impl PtyDevice {
             .name()
             .map(PathBuf::from)
             .ok_or_else(|| LinkError::Pty("the pseudo-terminal has no name".into()))?;
-        Ok(PtyDevice { path, master, _slave: slave })
+        Ok(PtyDevice {
+            path,
+            master,
+            _slave: slave,
+        })
     }
 
     /// Start the writer task; returns the link to send the device's output

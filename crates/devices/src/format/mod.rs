@@ -169,7 +169,9 @@ impl fmt::Display for Format {
 
 /// Error for an unknown format name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown format `{0}` (expected one of: senml, open-mhealth, masimo-ascii, nonin-2, nonin-7, contec-5byte, contec-v7, berrymed-bci)")]
+#[error(
+    "unknown format `{0}` (expected one of: senml, open-mhealth, masimo-ascii, nonin-2, nonin-7, contec-5byte, contec-v7, berrymed-bci)"
+)]
 pub struct UnknownFormat(pub String);
 
 impl FromStr for Format {
@@ -190,7 +192,10 @@ mod tests {
     fn every_format_name_parses_back() {
         for f in Format::ALL {
             assert_eq!(f.name().parse::<Format>(), Ok(f));
-            assert_eq!(serde_json::to_string(&f).unwrap(), format!("\"{}\"", f.name()));
+            assert_eq!(
+                serde_json::to_string(&f).unwrap(),
+                format!("\"{}\"", f.name())
+            );
         }
     }
 }
