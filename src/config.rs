@@ -283,13 +283,11 @@ impl Config {
                         ),
                     ));
                 }
-                (Transport::Serial, Some(p)) => {
-                    if !ports.insert(p.clone()) {
-                        return Err(err(
-                            &key("port"),
-                            format!("{} is used by two devices", p.display()),
-                        ));
-                    }
+                (Transport::Serial, Some(p)) if !ports.insert(p.clone()) => {
+                    return Err(err(
+                        &key("port"),
+                        format!("{} is used by two devices", p.display()),
+                    ));
                 }
                 (_, Some(_)) => {
                     return Err(err(

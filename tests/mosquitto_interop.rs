@@ -60,20 +60,20 @@ fn start_mosquitto() -> Option<Mosquitto> {
         ),
     )
     .unwrap();
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mosquitto");
+    let broker = Mosquitto {
+        child: Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto"),
+        port,
+        _dir: dir,
+    };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Mosquitto {
-                child,
-                port,
-                _dir: dir,
-            });
+            return Some(broker);
         }
         std::thread::sleep(Duration::from_millis(50));
     }

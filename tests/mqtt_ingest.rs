@@ -57,9 +57,7 @@ async fn good_and_bad_messages_are_counted_by_reason_and_every_message_is_acknow
     let good = format!(
         r#"[{{"bn":"urn:dev:vitalgate:wear-1:","bt":{t},"n":"spo2","u":"%","v":97}},{{"n":"heartRate","u":"beat/min","v":72}}]"#
     );
-    let bp = format!(
-        r#"{{"header":{{"id":"a1","creation_date_time":"2025-11-21T07:01:02Z","schema_id":{{"namespace":"omh","name":"blood-pressure","version":"3.1"}}}},"body":{{"systolic_blood_pressure":{{"value":124,"unit":"mmHg"}},"diastolic_blood_pressure":{{"value":82,"unit":"mmHg"}},"effective_time_frame":{{"date_time":"2025-11-21T07:01:02Z"}}}}}}"#
-    );
+    let bp = r#"{"header":{"id":"a1","creation_date_time":"2025-11-21T07:01:02Z","schema_id":{"namespace":"omh","name":"blood-pressure","version":"3.1"}},"body":{"systolic_blood_pressure":{"value":124,"unit":"mmHg"},"diastolic_blood_pressure":{"value":82,"unit":"mmHg"},"effective_time_frame":{"date_time":"2025-11-21T07:01:02Z"}}}"#.to_owned();
     let impossible = format!(
         r#"[{{"bn":"urn:dev:vitalgate:wear-1:","bt":{},"n":"spo2","u":"%","v":127}}]"#,
         t + 1.0
@@ -120,7 +118,6 @@ async fn good_and_bad_messages_are_counted_by_reason_and_every_message_is_acknow
     // not come back forever): a restart under the same persistent session
     // gets nothing again.
     let cancel = CancellationToken::new();
-    let mut config = config;
     config.embedded_broker = None;
     let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone()).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -130,13 +130,16 @@ impl IngestStats {
     }
 }
 
+type RejectKey = (Option<Arc<str>>, Reject);
+
 /// Logs rejections without flooding the journal: the first of each
 /// (device, reason) is logged, then at most one line per interval with the
 /// number suppressed meanwhile. A device streaming garbage at full line
 /// speed costs a log line every ten seconds, not thousands a second.
 pub struct RejectLog {
     interval: Duration,
-    last: HashMap<(Option<Arc<str>>, Reject), (Instant, u64)>,
+    /// (device, reason) → (last logged, suppressed since).
+    last: HashMap<RejectKey, (Instant, u64)>,
 }
 
 impl RejectLog {
