@@ -3,7 +3,6 @@
 
 use serde::Deserialize;
 use std::collections::BTreeSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,33 +10,7 @@ use std::time::Duration;
 use vitalgate_devices::profile::{Profile, Transport};
 
 /// A configuration that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file the problem is in (the config, or a profile it references).
-    pub file: PathBuf,
-    /// Dotted key, empty for the file as a whole.
-    pub key: String,
-    /// What is wrong and what is expected.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.message)
-        } else {
-            write!(
-                f,
-                "{}: key `{}`: {}",
-                self.file.display(),
-                self.key,
-                self.message
-            )
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub type ConfigError = vitalgate_devices::SettingsError;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -289,6 +262,7 @@ impl Config {
                         format!("{} is used by two devices", p.display()),
                     ));
                 }
+                (Transport::Serial, Some(_)) => {}
                 (_, Some(_)) => {
                     return Err(err(
                         &key("port"),
@@ -501,6 +475,30 @@ profile = "device-profiles/senml-wearable.toml"
         ))
         .unwrap_err();
         assert_eq!(e.key, "embedded_broker.listen");
+    }
+
+    #[test]
+    fn serial_devices_need_their_own_ports() {
+        let serial = |id: &str, port: &str| {
+            format!(
+                "[[device]]\nid = \"{id}\"\npatient = \"p\"\nprofile = \"device-profiles/masimo-rad-8.toml\"\nport = \"{port}\"\n"
+            )
+        };
+        let two = format!(
+            "{}{}",
+            serial("a", "/dev/ttyUSB0"),
+            serial("b", "/dev/ttyUSB1")
+        );
+        assert_eq!(parse(&two).unwrap().devices.len(), 2);
+        let shared = format!(
+            "{}{}",
+            serial("a", "/dev/ttyUSB0"),
+            serial("b", "/dev/ttyUSB0")
+        );
+        let e = parse(&shared).unwrap_err();
+        assert_eq!(e.key, "device[1].port");
+        let e = parse(&serial("a", "x").replace("port = \"x\"\n", "")).unwrap_err();
+        assert_eq!(e.key, "device[0].port");
     }
 
     #[test]

@@ -33,7 +33,7 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
         /// Stop after this long (e.g. 90s, 10m); default: until Ctrl-C.
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = vitalsim::play::parse_duration)]
         duration: Option<Duration>,
         /// Write the simulator's ground-truth event labels (JSON lines) here.
         #[arg(long)]
@@ -82,29 +82,6 @@ enum Command {
         #[arg(long)]
         statuses: bool,
     },
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 90s, 10m or 2h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        _ => {
-            return Err(format!(
-                "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
 }
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {

@@ -11,8 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vitalgate::Gateway;
-use vitalgate::store::{ReadingStore, StoreError, VolatileStore};
-use vitalgate_devices::Reading;
+use vitalgate::store::VolatileStore;
 
 fn mosquitto_binary() -> Option<PathBuf> {
     [
@@ -107,13 +106,6 @@ fn senml(t: f64, spo2: u32) -> String {
     format!(r#"[{{"bn":"urn:dev:vitalgate:wear-1:","bt":{t},"n":"spo2","u":"%","v":{spo2}}}]"#)
 }
 
-struct FullDisk;
-impl ReadingStore for FullDisk {
-    fn append(&mut self, _: &[Reading]) -> Result<(), StoreError> {
-        Err(StoreError::Full("test: no space left".into()))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_mosquitto_every_message_is_stored_and_unstored_ones_come_back_after_restart() {
     let Some(broker) = start_mosquitto() else {
@@ -132,7 +124,7 @@ async fn through_mosquitto_every_message_is_stored_and_unstored_ones_come_back_a
 
     // 1. A gateway whose storage refuses everything: nothing is acked.
     let cancel = CancellationToken::new();
-    let gateway = Gateway::start(&config, FullDisk, cancel.clone()).unwrap();
+    let gateway = Gateway::start(&config, common::FullDisk, cancel.clone()).unwrap();
     let mut store = gateway.store.clone();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let first: Vec<(String, String)> = (0..50)

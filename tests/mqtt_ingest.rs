@@ -7,8 +7,8 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vitalgate::Gateway;
-use vitalgate::store::{ReadingStore, StoreError, VolatileStore};
-use vitalgate_devices::{Reading, Reject, Vital};
+use vitalgate::store::VolatileStore;
+use vitalgate_devices::{Reject, Vital};
 
 /// A QoS 1 publisher that counts the PUBACKs it gets.
 async fn publisher(port: u16, id: &str) -> (AsyncClient, tokio::sync::watch::Receiver<u64>) {
@@ -131,14 +131,6 @@ async fn good_and_bad_messages_are_counted_by_reason_and_every_message_is_acknow
     gateway.join().await;
 }
 
-/// A store that refuses everything, as a full disk would.
-struct FullDisk;
-impl ReadingStore for FullDisk {
-    fn append(&mut self, _: &[Reading]) -> Result<(), StoreError> {
-        Err(StoreError::Full("test: no space left".into()))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_storage_refused_is_not_acknowledged_and_is_delivered_again_after_restart() {
     let port = vitalgate::broker::free_port().unwrap();
@@ -154,7 +146,7 @@ async fn a_message_storage_refused_is_not_acknowledged_and_is_delivered_again_af
     );
     config.embedded_broker = Some(([127, 0, 0, 1], port).into());
     let cancel = CancellationToken::new();
-    let gateway = Gateway::start(&config, FullDisk, cancel.clone()).unwrap();
+    let gateway = Gateway::start(&config, common::FullDisk, cancel.clone()).unwrap();
     let mut store = gateway.store.clone();
     tokio::time::sleep(Duration::from_millis(500)).await;
 

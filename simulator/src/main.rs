@@ -45,7 +45,7 @@ struct Cli {
     #[arg(long)]
     unpaced: bool,
     /// Simulated time to play (e.g. 90s, 10m, 24h); default: forever.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = vitalsim::play::parse_duration)]
     duration: Option<Duration>,
     /// Simulated start time (RFC 3339); default: now.
     #[arg(long)]
@@ -59,24 +59,6 @@ struct Cli {
     /// Seconds between a device's samples (BP cuffs: e.g. 300).
     #[arg(long, default_value_t = 1.0)]
     period: f64,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 90s, 10m or 2h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use s, m, h or d)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
 }
 
 fn main() -> Result<()> {

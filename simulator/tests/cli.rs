@@ -16,7 +16,17 @@ fn vitalsim_drives_a_pty_prints_its_path_and_writes_labels() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vitalsim"))
         .arg("--profile")
         .arg(root.join("device-profiles/masimo-rad-8.toml"))
-        .args(["--scenario", "desaturation", "--seed", "3", "--speed", "120", "--duration", "20m", "--labels"])
+        .args([
+            "--scenario",
+            "desaturation",
+            "--seed",
+            "3",
+            "--speed",
+            "120",
+            "--duration",
+            "20m",
+            "--labels",
+        ])
         .arg(&labels)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -25,8 +35,18 @@ fn vitalsim_drives_a_pty_prints_its_path_and_writes_labels() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    assert!(line.starts_with("device=sim-1-masimo-rad-8 transport=serial path=/dev/pts/"), "{line}");
-    let path = line.split("path=").nth(1).unwrap().split(' ').next().unwrap().to_owned();
+    assert!(
+        line.starts_with("device=sim-1-masimo-rad-8 transport=serial path=/dev/pts/"),
+        "{line}"
+    );
+    let path = line
+        .split("path=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
 
     // Read the pty as the gateway would and decode it.
     let mut port = std::fs::File::open(&path).unwrap();
@@ -46,7 +66,8 @@ fn vitalsim_drives_a_pty_prints_its_path_and_writes_labels() {
     assert!(status.success());
     let bytes = reader.join().unwrap();
 
-    let Decoder::Stream(mut decoder) = Format::MasimoAscii.decoder(&FormatOptions::default()) else {
+    let Decoder::Stream(mut decoder) = Format::MasimoAscii.decoder(&FormatOptions::default())
+    else {
         panic!("masimo is a stream format");
     };
     let (mut spo2, mut errors) = (Vec::new(), 0);
@@ -59,9 +80,13 @@ fn vitalsim_drives_a_pty_prints_its_path_and_writes_labels() {
     assert!(spo2.len() > 1000, "{} SpO2 values", spo2.len());
     assert_eq!(errors, 0);
     // The desaturation shows in the values and in the labels.
-    assert!(spo2.iter().any(|v| *v < 88.0), "no desaturation in {spo2:?}");
+    assert!(
+        spo2.iter().any(|v| *v < 88.0),
+        "no desaturation in {spo2:?}"
+    );
     let labels = std::fs::read_to_string(&labels).unwrap();
-    let first: serde_json::Value = serde_json::from_str(labels.lines().next().expect("a label")).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(labels.lines().next().expect("a label")).unwrap();
     assert_eq!(first["kind"], "desaturation");
     assert_eq!(first["clinical"], true);
 }

@@ -68,15 +68,9 @@ fn check(
     let now = Instant::now();
     for r in &batch.rejections {
         stats.rejected(r.device.as_ref(), r.reason);
-        if let Some(suppressed) = log.should_log(r.device.as_ref(), r.reason, now) {
-            tracing::warn!(
-                device = r.device.as_deref().unwrap_or(UNKNOWN_DEVICE),
-                reason = %r.reason,
-                suppressed,
-                "rejected: {}",
-                r.detail
-            );
-        }
+        log.warn(r.device.as_ref(), r.reason, now, || {
+            format!("rejected: {}", r.detail)
+        });
     }
     for s in &batch.statuses {
         stats.status(&s.device, &s.patient, s.status.quality, s.received);
@@ -85,31 +79,21 @@ fn check(
     readings.retain(|r| {
         if replays.is_replay(r) {
             stats.rejected(Some(&r.device), Reject::Duplicate);
-            if let Some(suppressed) = log.should_log(Some(&r.device), Reject::Duplicate, now) {
-                tracing::warn!(
-                    device = %r.device,
-                    reason = %Reject::Duplicate,
-                    suppressed,
-                    "rejected: {} at device time {} was already received",
-                    r.vital,
-                    r.time()
-                );
-            }
+            log.warn(Some(&r.device), Reject::Duplicate, now, || {
+                format!("rejected: {} at device time {} was already received", r.vital, r.time())
+            });
             return false;
         }
         stats.reading(r);
         if r.quality.contains(Quality::IMPOSSIBLE) {
-            if let Some(suppressed) = log.should_log(Some(&r.device), Reject::Impossible, now) {
-                tracing::warn!(
-                    device = %r.device,
-                    reason = %Reject::Impossible,
-                    suppressed,
+            log.warn(Some(&r.device), Reject::Impossible, now, || {
+                format!(
                     "flagged: {} outside its possible range {:?} {}; stored flagged, not used clinically",
                     r.vital,
                     r.vital.possible_range(),
                     r.vital.ucum()
-                );
-            }
+                )
+            });
         }
         true
     });

@@ -151,6 +151,28 @@ impl RejectLog {
         }
     }
 
+    /// Log `message` at warn for this (device, reason) unless a line was
+    /// logged within the interval; the line carries how many were
+    /// suppressed since the last one. The message is only built when
+    /// logged.
+    pub fn warn(
+        &mut self,
+        device: Option<&Arc<str>>,
+        reason: Reject,
+        now: Instant,
+        message: impl FnOnce() -> String,
+    ) {
+        if let Some(suppressed) = self.should_log(device, reason, now) {
+            tracing::warn!(
+                device = device.map_or(UNKNOWN_DEVICE, |d| &**d),
+                reason = %reason,
+                suppressed,
+                "{}",
+                message()
+            );
+        }
+    }
+
     /// Record a rejection; returns how many were suppressed since the last
     /// line when this one should be logged, `None` when it should not.
     pub fn should_log(

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use vitalgate::config::{Config, Device, IngestConfig, MqttConfig};
+use vitalgate::store::{ReadingStore, StoreError};
+use vitalgate_devices::Reading;
 use vitalgate_devices::profile::Profile;
 
 /// The repository root.
@@ -72,5 +74,14 @@ pub async fn wait_for<T: Clone + std::fmt::Debug>(
             let v = rx.borrow().clone();
             panic!("timed out after {secs} s waiting for {what}; last value: {v:#?}");
         }
+    }
+}
+
+/// A store that refuses everything, as a full disk would.
+pub struct FullDisk;
+
+impl ReadingStore for FullDisk {
+    fn append(&mut self, _: &[Reading]) -> Result<(), StoreError> {
+        Err(StoreError::Full("test: no space left".into()))
     }
 }

@@ -17,6 +17,7 @@ pub mod format;
 pub mod profile;
 mod quality;
 mod reading;
+mod settings_error;
 mod time;
 mod vital;
 
@@ -24,5 +25,6 @@ pub use decode::{DecodeError, Decoded, Measurement, Reject, Status};
 pub use format::Format;
 pub use quality::Quality;
 pub use reading::{Reading, Snapshot};
+pub use settings_error::SettingsError;
 pub use time::Timestamp;
 pub use vital::Vital;

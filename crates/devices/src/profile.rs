@@ -10,8 +10,7 @@ use crate::Vital;
 use crate::format::{Format, FormatOptions, Framing};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// How a device reaches the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -141,34 +140,8 @@ pub struct Profile {
     pub names: BTreeMap<String, Vital>,
 }
 
-/// A profile that cannot be used, naming the file, the key and the fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProfileError {
-    /// The profile file.
-    pub file: PathBuf,
-    /// The offending key (dotted path), empty when the file as a whole.
-    pub key: String,
-    /// What is wrong and what is expected.
-    pub message: String,
-}
-
-impl fmt::Display for ProfileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.message)
-        } else {
-            write!(
-                f,
-                "{}: key `{}`: {}",
-                self.file.display(),
-                self.key,
-                self.message
-            )
-        }
-    }
-}
-
-impl std::error::Error for ProfileError {}
+/// A profile that cannot be used.
+pub type ProfileError = crate::SettingsError;
 
 impl Profile {
     /// Read and validate a profile file.

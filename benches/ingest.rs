@@ -1,0 +1,142 @@
+//! End-to-end MQTT ingest throughput: a QoS 1 publisher on localhost, the
+//! embedded broker, and the gateway decoding, checking, counting and
+//! committing (group commit) every reading.
+//!
+//! Run: `cargo bench --bench ingest` (release build). Prints readings per
+//! second sustained over the whole run, from the first publish to the last
+//! reading committed.
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use vitalgate::Gateway;
+use vitalgate::config::{Config, Device, IngestConfig, MqttConfig};
+use vitalgate::store::VolatileStore;
+use vitalgate_devices::profile::Profile;
+use vitalgate_devices::{Format, Snapshot, Timestamp, Vital};
+
+const DEVICES: usize = 4;
+const MESSAGES_PER_DEVICE: usize = 5_000;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let profile_path = root.join("device-profiles/senml-wearable.toml");
+    let profile = Arc::new(Profile::load(&profile_path).unwrap());
+    let port = vitalgate::broker::free_port().unwrap();
+    let devices: Vec<Device> = (0..DEVICES)
+        .map(|i| Device {
+            id: format!("wear-{i}").into(),
+            patient: format!("patient-{i}").into(),
+            profile: Arc::clone(&profile),
+            profile_path: profile_path.clone(),
+            port: None,
+        })
+        .collect();
+    let config = Config {
+        file: PathBuf::from("(bench)"),
+        mqtt: MqttConfig {
+            host: "127.0.0.1".into(),
+            port,
+            client_id: "vitalgate-bench".into(),
+            username: None,
+            password_file: None,
+            tls: None,
+            keep_alive: Duration::from_secs(30),
+            inflight: 100,
+        },
+        embedded_broker: Some(([127, 0, 0, 1], port).into()),
+        ingest: IngestConfig::default(),
+        devices,
+    };
+    let cancel = CancellationToken::new();
+    let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone()).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Pre-encode every message: the benchmark measures the gateway, not
+    // the encoder. Each SenML pack carries one second of a multi-vital
+    // wearable: 8 readings.
+    let mut encoder = Format::Senml.encoder("bench");
+    let mut messages = Vec::new();
+    let mut readings_per_message = 0;
+    for d in 0..DEVICES {
+        for s in 0..MESSAGES_PER_DEVICE {
+            let mut snap = Snapshot {
+                time: Timestamp(1_763_708_462_000 + s as i64 * 1000),
+                ..Snapshot::default()
+            };
+            let w = (s % 13) as f64;
+            for (v, x) in [
+                (Vital::HeartRate, 60.0 + w),
+                (Vital::Spo2, 95.0 + w / 4.0),
+                (Vital::RespiratoryRate, 14.0 + w / 3.0),
+                (Vital::BodyTemperature, 36.6 + w / 50.0),
+                (Vital::SystolicBp, 120.0 + w),
+                (Vital::DiastolicBp, 80.0 + w),
+                (Vital::PerfusionIndex, 2.0 + w / 10.0),
+                (Vital::RrInterval, 900.0 + w),
+            ] {
+                snap.set(v, Some(x));
+            }
+            readings_per_message = snap.values.iter().flatten().count();
+            let mut payload = Vec::new();
+            encoder.encode(&snap, &mut payload);
+            messages.push((format!("vitalgate/wear-{d}/senml"), payload));
+        }
+    }
+    let total = (messages.len() * readings_per_message) as u64;
+
+    let mut o = MqttOptions::new("bench-publisher", "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(30)).set_inflight(1000);
+    let (client, mut eventloop) = AsyncClient::new(o, 1000);
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    });
+    let mut store = gateway.store.clone();
+    let start = Instant::now();
+    tokio::spawn(async move {
+        for (topic, payload) in messages {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+        }
+    });
+    loop {
+        if store.borrow_and_update().stored >= total {
+            break;
+        }
+        if tokio::time::timeout(Duration::from_secs(60), store.changed())
+            .await
+            .is_err()
+        {
+            panic!("stalled at {} of {total} readings", store.borrow().stored);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let ingest = gateway.ingest.borrow().clone();
+    println!(
+        "mqtt ingest: {total} readings in {} messages ({readings_per_message} per SenML pack, {DEVICES} devices) in {secs:.2} s = {:.0} readings/s ({:.0} messages/s); rejected {}",
+        DEVICES * MESSAGES_PER_DEVICE,
+        total as f64 / secs,
+        (DEVICES * MESSAGES_PER_DEVICE) as f64 / secs,
+        ingest.rejected_total()
+    );
+    cancel.cancel();
+    gateway.join().await;
+}
