@@ -40,7 +40,7 @@ id = 0
 id = 0
 max_connections = 64
 max_outgoing_packet_count = 200
-max_segment_size = 1048576
+max_segment_size = 2097152
 max_segment_count = 4
 
 [v4.1]

@@ -239,7 +239,13 @@ pub async fn run(
     }
     let inflight = usize::from(options.inflight());
     let (client, mut eventloop) = AsyncClient::new(options, inflight * 2 + 16);
-    let (acks_tx, acks_rx) = mpsc::channel::<PendingAck>(inflight.max(1));
+    // Unbounded, yet bounded in practice: an entry is pushed only after its
+    // batch entered the bounded pipeline, so there are never more than the
+    // pipeline holds plus the acks not yet written. A bounded channel here
+    // would let this task block on the acknowledging task, which in turn
+    // waits for this task to poll the event loop that sends its acks: a
+    // deadlock under load.
+    let (acks_tx, acks_rx) = mpsc::unbounded_channel::<PendingAck>();
     let (connection_tx, connection_rx) = watch::channel(0u64);
     let acker = tokio::spawn(acknowledge(client.clone(), acks_rx, connection_rx));
 
@@ -285,7 +291,7 @@ pub async fn run(
                     r = batches.send(batch) => r.is_ok(),
                     _ = cancel.cancelled() => false,
                 };
-                if !sent || acks_tx.send(pending).await.is_err() {
+                if !sent || acks_tx.send(pending).is_err() {
                     break;
                 }
             }
@@ -315,7 +321,7 @@ pub async fn run(
 async fn drain(
     client: AsyncClient,
     mut eventloop: EventLoop,
-    acks: mpsc::Sender<PendingAck>,
+    acks: mpsc::UnboundedSender<PendingAck>,
     mut acker: tokio::task::JoinHandle<()>,
 ) {
     drop(acks);
@@ -343,7 +349,7 @@ async fn drain(
 /// Acknowledge messages in arrival order as storage answers.
 async fn acknowledge(
     client: AsyncClient,
-    mut acks: mpsc::Receiver<PendingAck>,
+    mut acks: mpsc::UnboundedReceiver<PendingAck>,
     connection: watch::Receiver<u64>,
 ) {
     while let Some(p) = acks.recv().await {

@@ -453,48 +453,14 @@ impl Encoder for BerrymedEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Timestamp;
-
-    fn decode_chunks(chunks: &[&[u8]]) -> Vec<Decoded> {
-        let mut d = BerrymedDecoder::new();
-        let mut v = Vec::new();
-        for c in chunks {
-            d.feed(c, &mut |x| v.push(x));
-        }
-        d.finish(&mut |x| v.push(x));
-        v
-    }
+    use crate::format::Format;
+    use crate::format::testing::{
+        self, Rng, assert_testdata_matches, decode_chunks, errors, feed, measurement as m,
+        status as st,
+    };
 
     fn decode(bytes: &[u8]) -> Vec<Decoded> {
-        decode_chunks(&[bytes])
-    }
-
-    fn m(vital: Vital, value: f64, quality: Quality, offset: u64) -> Decoded {
-        Decoded::Measurement(Measurement {
-            vital,
-            value,
-            device_time: None,
-            quality,
-            offset,
-        })
-    }
-
-    fn st(vital: Vital, quality: Quality, offset: u64) -> Decoded {
-        Decoded::Status(Status {
-            vital: Some(vital),
-            quality,
-            device_time: None,
-            offset,
-        })
-    }
-
-    fn errors(v: &[Decoded]) -> Vec<(u64, u64, Reject)> {
-        v.iter()
-            .filter_map(|d| match d {
-                Decoded::Error(e) => Some((e.offset, e.len, e.reason)),
-                _ => None,
-            })
-            .collect()
+        decode_chunks(&mut BerrymedDecoder::new(), [bytes])
     }
 
     /// A packet as the specification lays it out.
@@ -625,8 +591,7 @@ mod tests {
         assert_eq!(v.len(), 4);
         assert_eq!(v[3], m(Vital::PulseRate, 71.0, Quality::NONE, 12));
         // The same fed byte by byte.
-        let bytes: Vec<&[u8]> = s.chunks(1).collect();
-        assert_eq!(decode_chunks(&bytes), v);
+        assert_eq!(decode_chunks(&mut BerrymedDecoder::new(), s.chunks(1)), v);
     }
 
     #[test]
@@ -641,17 +606,12 @@ mod tests {
     #[test]
     fn a_pending_packet_at_finish_is_truncated_and_the_decoder_resets() {
         let mut d = BerrymedDecoder::new();
-        let mut v = Vec::new();
         let p = packet(0, 30, 0, 70, 97);
-        d.feed(&p, &mut |x| v.push(x));
-        d.feed(&p[..2], &mut |x| v.push(x));
-        d.finish(&mut |x| v.push(x));
+        let v = decode_chunks(&mut d, [&p[..], &p[..2]]);
         assert_eq!(errors(&v), vec![(5, 2, Reject::Truncated)]);
-        v.clear();
         // After finish, the same value is reported again at once.
-        d.feed(&p, &mut |x| v.push(x));
         assert_eq!(
-            v,
+            feed(&mut d, [p]),
             vec![
                 m(Vital::Spo2, 97.0, Quality::NONE, 7),
                 m(Vital::PulseRate, 70.0, Quality::NONE, 7)
@@ -687,33 +647,19 @@ mod tests {
         e.encode(&snap, &mut s);
         s.extend_from_slice(&[0x81, 0x00]);
         let whole = decode(&s);
-        let bytes: Vec<&[u8]> = s.chunks(1).collect();
-        assert_eq!(decode_chunks(&bytes), whole);
-        let mut seed = 3u64;
+        assert_eq!(
+            decode_chunks(&mut BerrymedDecoder::new(), s.chunks(1)),
+            whole
+        );
+        let mut rng = Rng::new(3);
         for _ in 0..30 {
-            let mut chunks = Vec::new();
-            let mut rest = &s[..];
-            while !rest.is_empty() {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let n = ((seed >> 33) as usize % 13 + 1).min(rest.len());
-                chunks.push(&rest[..n]);
-                rest = &rest[n..];
-            }
-            assert_eq!(decode_chunks(&chunks), whole);
+            let chunks = rng.chunks(&s, 13);
+            assert_eq!(decode_chunks(&mut BerrymedDecoder::new(), chunks), whole);
         }
     }
 
     fn snapshot(spo2: Option<f64>, pr: Option<f64>, q: Quality) -> Snapshot {
-        let mut s = Snapshot {
-            time: Timestamp(0),
-            quality: q,
-            ..Snapshot::default()
-        };
-        s.set(Vital::Spo2, spo2);
-        s.set(Vital::PulseRate, pr);
-        s
+        testing::snapshot(0, q, &[(Vital::Spo2, spo2), (Vital::PulseRate, pr)])
     }
 
     #[test]
@@ -792,63 +738,23 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
         for _ in 0..300 {
             let mut d = BerrymedDecoder::new();
-            let n = (next() % 4000) as usize;
-            let bytes: Vec<u8> = (0..n).map(|_| next() as u8).collect();
-            let mut covered = 0u64;
-            for c in bytes.chunks((next() % 17 + 1) as usize) {
-                d.feed(c, &mut |x| {
-                    if let Decoded::Error(e) = x {
-                        covered += e.len;
-                    }
-                });
-            }
-            d.finish(&mut |x| {
-                if let Decoded::Error(e) = x {
-                    covered += e.len;
-                }
-            });
-            assert!(covered <= n as u64);
+            let bytes = rng.bytes(4000);
+            let size = rng.below(17) + 1;
+            let covered: u64 = errors(&decode_chunks(&mut d, bytes.chunks(size)))
+                .iter()
+                .map(|e| e.1)
+                .sum();
+            assert!(covered <= bytes.len() as u64);
         }
     }
 
     // -- sample capture ---------------------------------------------------
 
-    fn to_json(d: &Decoded) -> serde_json::Value {
-        match d {
-            Decoded::Measurement(x) => serde_json::json!({
-                "offset": x.offset, "vital": x.vital.name(), "value": x.value, "quality": x.quality,
-            }),
-            Decoded::Status(x) => serde_json::json!({
-                "offset": x.offset, "status": x.quality, "vital": x.vital.map(Vital::name),
-            }),
-            Decoded::Error(e) => serde_json::json!({"offset": e.offset, "error": e.reason.name()}),
-        }
-    }
-
     #[test]
     fn sample_capture_decodes_to_the_expected_file() {
-        let capture = include_bytes!("../../testdata/berrymed-bci.bin");
-        let expected = include_str!("../../testdata/berrymed-bci.expected.jsonl");
-        let got: Vec<serde_json::Value> = decode(capture).iter().map(to_json).collect();
-        let want: Vec<serde_json::Value> = expected
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if got != want {
-            for g in &got {
-                eprintln!("{g}");
-            }
-        }
-        assert_eq!(got, want);
+        assert_testdata_matches(Format::BerrymedBci, "berrymed-bci.bin");
     }
 }

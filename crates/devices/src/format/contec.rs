@@ -815,89 +815,27 @@ impl Encoder for ContecEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Timestamp;
-    use serde_json::{Value, json};
+    use crate::format::Format;
+    use crate::format::testing::{
+        self, Rng, assert_testdata_matches, errors, measurement, status, stream,
+    };
 
-    fn decode_chunks<'a>(p: Protocol, chunks: impl IntoIterator<Item = &'a [u8]>) -> Vec<Decoded> {
-        let Decoder::Stream(mut d) = decoder(p) else {
-            panic!("contec decoders are stream decoders")
-        };
-        let mut events = Vec::new();
-        for chunk in chunks {
-            d.feed(chunk, &mut |e| events.push(e));
-        }
-        d.finish(&mut |e| events.push(e));
-        events
+    fn decode_chunks<C: AsRef<[u8]>>(
+        p: Protocol,
+        chunks: impl IntoIterator<Item = C>,
+    ) -> Vec<Decoded> {
+        testing::decode_chunks(&mut *stream(decoder(p)), chunks)
     }
 
     fn decode(p: Protocol, bytes: &[u8]) -> Vec<Decoded> {
         decode_chunks(p, [bytes])
     }
 
-    /// A small deterministic generator (xorshift64*), no extra crates.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
-    fn random_chunks<'a>(bytes: &'a [u8], rng: &mut Rng) -> Vec<&'a [u8]> {
-        let mut chunks = Vec::new();
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let n = 1 + rng.below(rest.len().min(23));
-            let (head, tail) = rest.split_at(n);
-            chunks.push(head);
-            rest = tail;
-        }
-        chunks
-    }
-
-    fn json(event: &Decoded) -> Value {
-        match event {
-            Decoded::Measurement(m) => json!({
-                "offset": m.offset, "vital": m.vital, "value": m.value, "quality": m.quality
-            }),
-            Decoded::Status(s) => json!({
-                "offset": s.offset, "status": s.quality, "vital": s.vital
-            }),
-            Decoded::Error(e) => json!({"offset": e.offset, "error": e.reason.name()}),
-        }
-    }
-
-    fn measurement(vital: Vital, value: f64, quality: Quality, offset: u64) -> Decoded {
-        Decoded::Measurement(Measurement {
-            vital,
-            value,
-            device_time: None,
-            quality,
-            offset,
-        })
-    }
-
-    fn status(vital: Option<Vital>, quality: Quality, offset: u64) -> Decoded {
-        Decoded::Status(Status {
-            vital,
-            quality,
-            device_time: None,
-            offset,
-        })
-    }
-
+    /// The errors as `(reason, offset, len)`.
     fn reasons(events: &[Decoded]) -> Vec<(Reject, u64, u64)> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                Decoded::Error(e) => Some((e.reason, e.offset, e.len)),
-                _ => None,
-            })
+        errors(events)
+            .into_iter()
+            .map(|(offset, len, reason)| (reason, offset, len))
             .collect()
     }
 
@@ -914,14 +852,8 @@ mod tests {
     }
 
     fn snapshot(spo2: Option<f64>, pr: Option<f64>, quality: Quality) -> Snapshot {
-        let mut s = Snapshot {
-            time: Timestamp(1_700_000_000_000),
-            quality,
-            ..Snapshot::default()
-        };
-        s.set(Vital::Spo2, spo2);
-        s.set(Vital::PulseRate, pr);
-        s
+        let set = [(Vital::Spo2, spo2), (Vital::PulseRate, pr)];
+        testing::snapshot(1_700_000_000_000, quality, &set)
     }
 
     fn encode(p: Protocol, snapshots: &[Snapshot]) -> Vec<u8> {
@@ -989,9 +921,9 @@ mod tests {
             v7_restore(0b1000_1010, [0x80, 0xFF, 0x80, 0xFF]),
             [0x00, 0xFF, 0x00, 0xFF]
         );
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         for _ in 0..1000 {
-            let data: [u8; 7] = std::array::from_fn(|_| rng.next() as u8);
+            let data: [u8; 7] = std::array::from_fn(|_| rng.next_u64() as u8);
             let (high, split) = v7_split(data);
             assert!(high & 0x80 != 0 && split.iter().all(|b| b & 0x80 != 0));
             assert_eq!(v7_restore(high, split), data);
@@ -1273,22 +1205,14 @@ mod tests {
 
     #[test]
     fn frame_pending_at_finish_is_truncated_and_the_decoder_resets() {
-        let Decoder::Stream(mut d) = decoder(Protocol::V7) else {
-            panic!()
-        };
-        let mut events = Vec::new();
+        let mut d = stream(decoder(Protocol::V7));
         let packet = five(97, 70).to_v7();
-        d.feed(&packet, &mut |e| events.push(e));
-        d.feed(&packet[..5], &mut |e| events.push(e));
-        d.finish(&mut |e| events.push(e));
+        let events = testing::decode_chunks(&mut *d, [&packet[..], &packet[..5]]);
         assert_eq!(reasons(&events), vec![(Reject::Truncated, 9, 5)]);
-        events.clear();
         // After finish the same values are news again, and offsets stay
         // absolute from the first byte ever fed.
-        d.feed(&packet, &mut |e| events.push(e));
-        d.finish(&mut |e| events.push(e));
         assert_eq!(
-            events,
+            testing::decode_chunks(&mut *d, [packet]),
             vec![
                 measurement(Vital::Spo2, 97.0, Quality::NONE, 14),
                 measurement(Vital::PulseRate, 70.0, Quality::NONE, 14),
@@ -1298,7 +1222,7 @@ mod tests {
 
     #[test]
     fn split_feeds_give_the_same_events_as_one_feed() {
-        let mut rng = Rng(0x5EED);
+        let mut rng = Rng::new(0x5EED);
         for p in [Protocol::FiveByte, Protocol::V7] {
             let mut bytes = Vec::new();
             for (i, s) in [
@@ -1319,7 +1243,7 @@ mod tests {
             let one_by_one = decode_chunks(p, bytes.chunks(1));
             assert_eq!(one_by_one, whole, "{p}");
             for _ in 0..20 {
-                let chunks = random_chunks(&bytes, &mut rng);
+                let chunks = rng.chunks(&bytes, 23);
                 assert_eq!(decode_chunks(p, chunks), whole, "{p}");
             }
         }
@@ -1327,11 +1251,11 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic_and_events_stay_in_stream_order() {
-        let mut rng = Rng(0xC0FFEE);
+        let mut rng = Rng::new(0xC0FFEE);
         for p in [Protocol::FiveByte, Protocol::V7] {
             for round in 0..200 {
                 let len = 1 + rng.below(4000);
-                let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
                 if round % 2 == 0 {
                     // Mostly-valid streams with flipped bits exercise the
                     // framing paths more than pure noise does.
@@ -1341,7 +1265,7 @@ mod tests {
                         bytes[i] ^= 1 << rng.below(8);
                     }
                 }
-                let events = decode_chunks(p, random_chunks(&bytes, &mut rng));
+                let events = decode_chunks(p, rng.chunks(&bytes, 23));
                 let mut last = 0;
                 for e in &events {
                     let (offset, end) = match e {
@@ -1512,31 +1436,13 @@ mod tests {
 
     // ---------------------------------------------------------- testdata
 
-    fn check_testdata(p: Protocol, bin: &[u8], expected: &str) {
-        let got: Vec<Value> = decode(p, bin).iter().map(json).collect();
-        let want: Vec<Value> = expected
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(got, want, "{p}");
-    }
-
     #[test]
     fn testdata_5byte_capture_decodes_to_the_expected_events() {
-        check_testdata(
-            Protocol::FiveByte,
-            include_bytes!("../../testdata/contec-5byte.bin"),
-            include_str!("../../testdata/contec-5byte.expected.jsonl"),
-        );
+        assert_testdata_matches(Format::Contec5Byte, "contec-5byte.bin");
     }
 
     #[test]
     fn testdata_v7_capture_decodes_to_the_expected_events() {
-        check_testdata(
-            Protocol::V7,
-            include_bytes!("../../testdata/contec-v7.bin"),
-            include_str!("../../testdata/contec-v7.expected.jsonl"),
-        );
+        assert_testdata_matches(Format::ContecV7, "contec-v7.bin");
     }
 }

@@ -910,48 +910,32 @@ impl Encoder for MasimoEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Timestamp;
-
-    fn decode_chunks(chunks: &[&[u8]]) -> Vec<Decoded> {
-        let mut d = MasimoDecoder::new();
-        let mut v = Vec::new();
-        for c in chunks {
-            d.feed(c, &mut |x| v.push(x));
-        }
-        d.finish(&mut |x| v.push(x));
-        v
-    }
+    use crate::format::Format;
+    use crate::format::testing::{
+        self, Rng, assert_testdata_matches, decode_chunks, errors, feed, finish, measurement as m,
+        status as st,
+    };
 
     fn decode(bytes: &[u8]) -> Vec<Decoded> {
-        decode_chunks(&[bytes])
+        decode_chunks(&mut MasimoDecoder::new(), [bytes])
     }
 
-    fn m(vital: Vital, value: f64, quality: Quality, offset: u64) -> Decoded {
-        Decoded::Measurement(Measurement {
-            vital,
-            value,
-            device_time: None,
-            quality,
-            offset,
-        })
+    /// The three measurements of one record at offset 0.
+    fn values(spo2: f64, pr: f64, pi: f64, q: Quality) -> Vec<Decoded> {
+        vec![
+            m(Vital::Spo2, spo2, q, 0),
+            m(Vital::PulseRate, pr, q, 0),
+            m(Vital::PerfusionIndex, pi, q, 0),
+        ]
     }
 
-    fn st(vital: Vital, quality: Quality, offset: u64) -> Decoded {
-        Decoded::Status(Status {
-            vital: Some(vital),
-            quality,
-            device_time: None,
-            offset,
-        })
-    }
-
-    fn errors(v: &[Decoded]) -> Vec<(u64, u64, Reject)> {
-        v.iter()
-            .filter_map(|d| match d {
-                Decoded::Error(e) => Some((e.offset, e.len, e.reason)),
-                _ => None,
-            })
-            .collect()
+    /// The three statuses of one record without values, at offset 0.
+    fn statuses(q: Quality) -> Vec<Decoded> {
+        vec![
+            st(Vital::Spo2, q, 0),
+            st(Vital::PulseRate, q, 0),
+            st(Vital::PerfusionIndex, q, 0),
+        ]
     }
 
     /// Published Rad-8 capture (yahnatan/pulseox README).
@@ -959,41 +943,20 @@ mod tests {
 
     #[test]
     fn published_rad8_capture_decodes_to_its_three_values() {
-        assert_eq!(
-            decode(RAD8),
-            vec![
-                m(Vital::Spo2, 98.0, Quality::NONE, 0),
-                m(Vital::PulseRate, 97.0, Quality::NONE, 0),
-                m(Vital::PerfusionIndex, 3.6, Quality::NONE, 0),
-            ]
-        );
+        assert_eq!(decode(RAD8), values(98.0, 97.0, 3.6, Quality::NONE));
     }
 
     #[test]
     fn md_pnp_radical7_example_line_flags_sensor_off_on_its_values() {
         let line = b"12/01/05 11:56:29 SN=0123456789 SPO2=098% BPM=240 PI=20.00% SPCO=01.0% SPMET=00.5% DESAT=01 PIDELTA=-02 PVI=027 ALARM=0000 EXC=000820\x0d\x0a";
         let q = Quality::SENSOR_OFF;
-        assert_eq!(
-            decode(line),
-            vec![
-                m(Vital::Spo2, 98.0, q, 0),
-                m(Vital::PulseRate, 240.0, q, 0),
-                m(Vital::PerfusionIndex, 20.0, q, 0),
-            ]
-        );
+        assert_eq!(decode(line), values(98.0, 240.0, 20.0, q));
     }
 
     #[test]
     fn md_pnp_radical5_short_layout_with_two_digit_alarm_decodes() {
         let line = b"09/15/10 15:10:29 SPO2=097% BPM=064 PI=11.82% ALARM=20 EXC=800\r\n";
-        assert_eq!(
-            decode(line),
-            vec![
-                m(Vital::Spo2, 97.0, Quality::NONE, 0),
-                m(Vital::PulseRate, 64.0, Quality::NONE, 0),
-                m(Vital::PerfusionIndex, 11.82, Quality::NONE, 0),
-            ]
-        );
+        assert_eq!(decode(line), values(97.0, 64.0, 11.82, Quality::NONE));
     }
 
     #[test]
@@ -1001,42 +964,21 @@ mod tests {
         // nmenon/masimo-datacapture, "Radical-7 colour" capture.
         let line = b"03/17/16 19:19:36 SN=---------- SPO2=098% BPM=123 PI=00.55 SPCO=--% SPMET=--.-% SPHB=--.- SPOC=-- RESVD=--- DESAT=-- PIDELTA=+-- PVI=--- ALARM=000000 EXC=0000C00 EXC1=00000000\r\n";
         let q = Quality::LOW_SIGNAL;
-        assert_eq!(
-            decode(line),
-            vec![
-                m(Vital::Spo2, 98.0, q, 0),
-                m(Vital::PulseRate, 123.0, q, 0),
-                m(Vital::PerfusionIndex, 0.55, q, 0),
-            ]
-        );
+        assert_eq!(decode(line), values(98.0, 123.0, 0.55, q));
     }
 
     #[test]
     fn dashes_become_statuses_never_numbers() {
         // Radical-7 service manual line (via nmenon/masimo-datacapture).
         let line = b"05/15/07 08:12:21 SN=0000070986 SPO2=---% BPM=--- PI=--.--% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- PVI=--- ALARM=0000 EXC=000000 \r\n";
-        assert_eq!(
-            decode(line),
-            vec![
-                st(Vital::Spo2, Quality::NONE, 0),
-                st(Vital::PulseRate, Quality::NONE, 0),
-                st(Vital::PerfusionIndex, Quality::NONE, 0),
-            ]
-        );
+        assert_eq!(decode(line), statuses(Quality::NONE));
     }
 
     #[test]
     fn no_sensor_line_reports_sensor_off_statuses() {
         let line = b"03/19/16 13:37:12 SN=0000093112 SPO2=---% BPM=--- PI=--.--% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0010 EXC=000001\r\n";
         let q = Quality::SENSOR_OFF | Quality::DEVICE_ALARM;
-        assert_eq!(
-            decode(line),
-            vec![
-                st(Vital::Spo2, q, 0),
-                st(Vital::PulseRate, q, 0),
-                st(Vital::PerfusionIndex, q, 0),
-            ]
-        );
+        assert_eq!(decode(line), statuses(q));
     }
 
     #[test]
@@ -1142,21 +1084,14 @@ mod tests {
         stream.extend_from_slice(b"\x00\xff");
         stream.extend_from_slice(&RAD8[..60]);
         let whole = decode(&stream);
-        let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
-        assert_eq!(decode_chunks(&bytewise), whole);
-        let mut seed = 7u64;
+        assert_eq!(
+            decode_chunks(&mut MasimoDecoder::new(), stream.chunks(1)),
+            whole
+        );
+        let mut rng = Rng::new(7);
         for _ in 0..50 {
-            let mut chunks = Vec::new();
-            let mut rest = &stream[..];
-            while !rest.is_empty() {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let n = ((seed >> 33) as usize % 40 + 1).min(rest.len());
-                chunks.push(&rest[..n]);
-                rest = &rest[n..];
-            }
-            assert_eq!(decode_chunks(&chunks), whole);
+            let chunks = rng.chunks(&stream, 40);
+            assert_eq!(decode_chunks(&mut MasimoDecoder::new(), chunks), whole);
         }
     }
 
@@ -1213,14 +1148,10 @@ mod tests {
     #[test]
     fn a_pending_line_at_finish_is_truncated_and_the_decoder_resets() {
         let mut d = MasimoDecoder::new();
-        let mut v = Vec::new();
-        d.feed(&RAD8[..80], &mut |x| v.push(x));
-        assert!(v.is_empty());
-        d.finish(&mut |x| v.push(x));
+        assert!(feed(&mut d, [&RAD8[..80]]).is_empty());
+        let v = finish(&mut d);
         assert_eq!(errors(&v), vec![(0, 80, Reject::Truncated)]);
-        v.clear();
-        d.feed(RAD8, &mut |x| v.push(x));
-        d.finish(&mut |x| v.push(x));
+        let v = decode_chunks(&mut d, [RAD8]);
         assert_eq!(v[0], m(Vital::Spo2, 98.0, Quality::NONE, 80));
         assert_eq!(v.len(), 3);
     }
@@ -1340,27 +1271,20 @@ mod tests {
 
     #[test]
     fn offsets_are_absolute_across_feeds() {
-        let mut d = MasimoDecoder::new();
-        let mut v = Vec::new();
-        d.feed(RAD8, &mut |x| v.push(x));
-        d.feed(b"xx", &mut |x| v.push(x));
-        d.feed(RAD8, &mut |x| v.push(x));
-        d.finish(&mut |x| v.push(x));
+        let v = decode_chunks(&mut MasimoDecoder::new(), [RAD8, b"xx", RAD8]);
         let n = RAD8.len() as u64;
         assert_eq!(errors(&v), vec![(n, 2, Reject::Garbage)]);
         assert_eq!(v[4], m(Vital::Spo2, 98.0, Quality::NONE, n + 2));
     }
 
     fn snapshot(spo2: Option<f64>, pr: Option<f64>, pi: Option<f64>, q: Quality) -> Snapshot {
-        let mut s = Snapshot {
-            time: Timestamp(1_795_244_462_000), // 2026-11-21T07:01:02Z
-            quality: q,
-            ..Snapshot::default()
-        };
-        s.set(Vital::Spo2, spo2);
-        s.set(Vital::PulseRate, pr);
-        s.set(Vital::PerfusionIndex, pi);
-        s
+        let set = [
+            (Vital::Spo2, spo2),
+            (Vital::PulseRate, pr),
+            (Vital::PerfusionIndex, pi),
+        ];
+        // 2026-11-21T07:01:02Z
+        testing::snapshot(1_795_244_462_000, q, &set)
     }
 
     #[test]
@@ -1390,14 +1314,7 @@ mod tests {
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(text.contains("SPO2=---% BPM=--- PI=--.--%"), "{text}");
         assert!(text.ends_with("ALARM=0010 EXC=000820\r\n"), "{text}");
-        assert_eq!(
-            decode(&out),
-            vec![
-                st(Vital::Spo2, q, 0),
-                st(Vital::PulseRate, q, 0),
-                st(Vital::PerfusionIndex, q, 0)
-            ]
-        );
+        assert_eq!(decode(&out), statuses(q));
     }
 
     #[test]
@@ -1436,11 +1353,7 @@ mod tests {
             e.encode(&s, &mut out);
             assert_eq!(
                 decode(&out),
-                vec![
-                    m(Vital::Spo2, 90.0 + i as f64, q, 0),
-                    m(Vital::PulseRate, 60.0 + i as f64, q, 0),
-                    m(Vital::PerfusionIndex, 1.25, q, 0),
-                ]
+                values(90.0 + i as f64, 60.0 + i as f64, 1.25, q)
             );
         }
         let mut out = Vec::new();
@@ -1460,20 +1373,14 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let alphabet = b"0123456789/: =%-.+ABCDEFPIOSXMLR\r\n\t\x00\xff";
         for round in 0..200 {
             let mut d = MasimoDecoder::new();
-            let n = (next() % 3000) as usize;
+            let n = rng.below(3000);
             let bytes: Vec<u8> = (0..n)
                 .map(|_| {
-                    let r = next();
+                    let r = rng.next_u64();
                     if round % 2 == 0 {
                         r as u8
                     } else {
@@ -1481,25 +1388,19 @@ mod tests {
                     }
                 })
                 .collect();
-            let mut count = 0u64;
-            let mut covered = 0u64;
-            for c in bytes.chunks((next() % 64 + 1) as usize) {
-                d.feed(c, &mut |x| {
-                    count += 1;
-                    if let Decoded::Error(e) = x {
-                        covered += e.len;
-                    }
-                });
-            }
-            d.finish(&mut |_| count += 1);
+            let size = rng.below(64) + 1;
+            let covered: u64 = errors(&feed(&mut d, bytes.chunks(size)))
+                .iter()
+                .map(|e| e.1)
+                .sum();
+            d.finish(&mut |_| {});
             assert!(covered <= n as u64);
-            let _ = count;
         }
         // Fragments of real lines shuffled together.
         let mut d = MasimoDecoder::new();
         for _ in 0..2000 {
-            let a = (next() % RAD8.len() as u64) as usize;
-            let b = a + (next() % (RAD8.len() - a) as u64) as usize;
+            let a = rng.below(RAD8.len());
+            let b = a + rng.below(RAD8.len() - a);
             d.feed(&RAD8[a..b], &mut |_| {});
         }
         d.finish(&mut |_| {});
@@ -1507,33 +1408,8 @@ mod tests {
 
     // -- sample capture ---------------------------------------------------
 
-    fn to_json(d: &Decoded) -> serde_json::Value {
-        match d {
-            Decoded::Measurement(x) => serde_json::json!({
-                "offset": x.offset, "vital": x.vital.name(), "value": x.value, "quality": x.quality,
-            }),
-            Decoded::Status(x) => serde_json::json!({
-                "offset": x.offset, "status": x.quality, "vital": x.vital.map(Vital::name),
-            }),
-            Decoded::Error(e) => serde_json::json!({"offset": e.offset, "error": e.reason.name()}),
-        }
-    }
-
     #[test]
     fn sample_capture_decodes_to_the_expected_file() {
-        let capture = include_bytes!("../../testdata/masimo-ascii.txt");
-        let expected = include_str!("../../testdata/masimo-ascii.expected.jsonl");
-        let got: Vec<serde_json::Value> = decode(capture).iter().map(to_json).collect();
-        let want: Vec<serde_json::Value> = expected
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if got != want {
-            for g in &got {
-                eprintln!("{g}");
-            }
-        }
-        assert_eq!(got, want);
+        assert_testdata_matches(Format::MasimoAscii, "masimo-ascii.txt");
     }
 }

@@ -21,6 +21,8 @@ pub mod masimo;
 pub mod nonin;
 pub mod openmhealth;
 pub mod senml;
+#[cfg(test)]
+pub(crate) mod testing;
 
 /// A wire format the gateway decodes. The kebab-case name is what device
 /// profiles write in `format = "..."`.

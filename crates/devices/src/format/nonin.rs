@@ -949,33 +949,24 @@ impl Encoder for NoninEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Timestamp;
-    use serde_json::{Value, json};
+    use crate::format::Format;
+    use crate::format::testing::{
+        self, Rng, assert_testdata_matches, decode_chunks, errors, event_json, expected_events,
+        measurement as m, split, status as s,
+    };
+    use serde_json::Value;
 
     const FORMATS: [DataFormat; 2] = [DataFormat::Two, DataFormat::Seven];
 
     fn stream(f: DataFormat) -> Box<dyn StreamDecoder> {
-        match decoder(f) {
-            Decoder::Stream(d) => d,
-            Decoder::Message(_) => panic!("nonin is a stream format"),
-        }
+        testing::stream(decoder(f))
     }
 
     /// Decode `bytes` fed in the given chunk sizes (cycled), then finish.
     fn decode_chunked(f: DataFormat, bytes: &[u8], sizes: &[usize]) -> Vec<Decoded> {
-        let mut d = stream(f);
-        let mut events = Vec::new();
-        let mut rest = bytes;
-        let mut k = 0;
-        while !rest.is_empty() {
-            let n = sizes[k % sizes.len()].clamp(1, rest.len());
-            k += 1;
-            let (head, tail) = rest.split_at(n);
-            d.feed(head, &mut |e| events.push(e));
-            rest = tail;
-        }
-        d.finish(&mut |e| events.push(e));
-        events
+        let mut sizes = sizes.iter().cycle();
+        let chunks = split(bytes, || *sizes.next().unwrap());
+        decode_chunks(&mut *stream(f), chunks)
     }
 
     fn decode(f: DataFormat, bytes: &[u8]) -> Vec<Decoded> {
@@ -1026,36 +1017,6 @@ mod tests {
 
     fn packet(f: DataFormat, status: u8, hr: u16, spo2: u8) -> Vec<u8> {
         packet_with(f, ST_ALWAYS | status, data_for(hr, spo2))
-    }
-
-    fn m(vital: Vital, value: f64, quality: Quality, offset: u64) -> Decoded {
-        Decoded::Measurement(Measurement {
-            vital,
-            value,
-            device_time: None,
-            quality,
-            offset,
-        })
-    }
-
-    fn s(vital: Vital, quality: Quality, offset: u64) -> Decoded {
-        Decoded::Status(Status {
-            vital: Some(vital),
-            quality,
-            device_time: None,
-            offset,
-        })
-    }
-
-    /// (offset, len, reason) of the errors.
-    fn errors(events: &[Decoded]) -> Vec<(u64, u64, Reject)> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                Decoded::Error(e) => Some((e.offset, e.len, e.reason)),
-                _ => None,
-            })
-            .collect()
     }
 
     fn values(events: &[Decoded]) -> Vec<(Vital, f64, Quality, u64)> {
@@ -1480,12 +1441,9 @@ mod tests {
     fn finish_resets_the_decoder_but_offsets_keep_counting() {
         for f in FORMATS {
             let mut d = stream(f);
-            let mut events = Vec::new();
             let p = packet(f, 0, 70, 95);
-            d.feed(&p[..60], &mut |e| events.push(e));
-            d.finish(&mut |e| events.push(e));
-            d.feed(&p, &mut |e| events.push(e));
-            d.finish(&mut |e| events.push(e));
+            let mut events = decode_chunks(&mut *d, [&p[..60]]);
+            events.extend(decode_chunks(&mut *d, [&p]));
             assert_eq!(errors(&events), vec![(0, 60, Reject::Truncated)]);
             assert_eq!(
                 values(&events),
@@ -1522,17 +1480,9 @@ mod tests {
             vec![10],
             vec![33],
         ];
-        let mut x: u32 = 0x9e37_79b9;
+        let mut rng = Rng::new(0x9e37_79b9);
         for _ in 0..8 {
-            let sizes = (0..32)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    (x % 41 + 1) as usize
-                })
-                .collect();
-            v.push(sizes);
+            v.push((0..32).map(|_| rng.below(41) + 1).collect());
         }
         v
     }
@@ -1564,14 +1514,8 @@ mod tests {
     }
 
     fn snapshot(pr: Option<f64>, spo2: Option<f64>, quality: Quality) -> Snapshot {
-        let mut s = Snapshot {
-            time: Timestamp(1_700_000_000_000),
-            quality,
-            ..Snapshot::default()
-        };
-        s.set(Vital::PulseRate, pr);
-        s.set(Vital::Spo2, spo2);
-        s
+        let set = [(Vital::PulseRate, pr), (Vital::Spo2, spo2)];
+        testing::snapshot(1_700_000_000_000, quality, &set)
     }
 
     #[test]
@@ -1643,14 +1587,10 @@ mod tests {
 
     #[test]
     fn encoder_output_round_trips_through_the_decoder() {
+        // (pulse rate, SpO2, quality) in; the same values and quality out.
+        let kept = |pr: f64, spo2: f64, q: Quality| (Some(pr), Some(spo2), q, Some((pr, spo2)), q);
         let cases = [
-            (
-                Some(72.0),
-                Some(97.0),
-                Quality::NONE,
-                Some((72.0, 97.0)),
-                Quality::NONE,
-            ),
+            kept(72.0, 97.0, Quality::NONE),
             (
                 Some(59.6),
                 Some(88.2),
@@ -1658,41 +1598,11 @@ mod tests {
                 Some((60.0, 88.0)),
                 Quality::NONE,
             ),
-            (
-                Some(45.0),
-                Some(91.0),
-                Quality::NONE,
-                Some((45.0, 91.0)),
-                Quality::NONE,
-            ),
-            (
-                Some(130.0),
-                Some(93.0),
-                Quality::LOW_PERFUSION,
-                Some((130.0, 93.0)),
-                Quality::LOW_PERFUSION,
-            ),
-            (
-                Some(40.0),
-                Some(95.0),
-                Quality::ARTIFACT,
-                Some((40.0, 95.0)),
-                Quality::ARTIFACT,
-            ),
-            (
-                Some(70.0),
-                Some(95.0),
-                Quality::SEARCHING,
-                Some((70.0, 95.0)),
-                Quality::SEARCHING,
-            ),
-            (
-                Some(70.0),
-                Some(95.0),
-                Quality::DEVICE_FAULT,
-                Some((70.0, 95.0)),
-                Quality::DEVICE_FAULT,
-            ),
+            kept(45.0, 91.0, Quality::NONE),
+            kept(130.0, 93.0, Quality::LOW_PERFUSION),
+            kept(40.0, 95.0, Quality::ARTIFACT),
+            kept(70.0, 95.0, Quality::SEARCHING),
+            kept(70.0, 95.0, Quality::DEVICE_FAULT),
             (
                 Some(70.0),
                 Some(95.0),
@@ -1750,17 +1660,6 @@ mod tests {
         assert_eq!(host_commands(DataFormat::Two).on_open[4], 2);
     }
 
-    /// xorshift64*: deterministic pseudo-random bytes, no extra crates.
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-    }
-
     /// Events must be in stream order and every error inside the input.
     fn check_invariants(events: &[Decoded], len: u64) {
         let mut last = 0;
@@ -1781,7 +1680,7 @@ mod tests {
 
     #[test]
     fn pseudo_random_bytes_never_panic_and_keep_stream_order() {
-        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut rng = Rng::new(0x1234_5678_9abc_def1);
         for f in FORMATS {
             for round in 0..200 {
                 let len = (rng.next_u64() % 700) as usize;
@@ -1805,7 +1704,7 @@ mod tests {
 
     #[test]
     fn corrupted_encoder_output_never_panics_and_keeps_stream_order() {
-        let mut rng = Rng(0xdead_beef_cafe_f00d);
+        let mut rng = Rng::new(0xdead_beef_cafe_f00d);
         for f in FORMATS {
             let mut e = encoder(f);
             let mut clean = Vec::new();
@@ -1838,57 +1737,34 @@ mod tests {
 
     // ------------------------------------------------------ testdata files
 
-    fn to_json(e: &Decoded) -> Value {
-        match e {
-            Decoded::Measurement(m) => json!({
-                "offset": m.offset,
-                "vital": m.vital.name(),
-                "value": m.value,
-                "quality": m.quality.names().collect::<Vec<_>>(),
-            }),
-            Decoded::Status(s) => json!({
-                "offset": s.offset,
-                "status": s.quality.names().collect::<Vec<_>>(),
-                "vital": s.vital.map(Vital::name),
-            }),
-            Decoded::Error(e) => json!({"offset": e.offset, "error": e.reason.name()}),
-        }
-    }
-
-    fn check_testdata(f: DataFormat, name: &str) {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/");
-        let bytes = std::fs::read(format!("{dir}{name}.bin")).unwrap();
-        let expected = std::fs::read_to_string(format!("{dir}{name}.expected.jsonl")).unwrap();
-        let expected: Vec<Value> = expected
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let got: Vec<Value> = decode(f, &bytes).iter().map(to_json).collect();
-        if got != expected {
-            let lines: Vec<String> = got.iter().map(Value::to_string).collect();
-            panic!(
-                "{name}: decoder output differs; it is now:\n{}",
-                lines.join("\n")
-            );
-        }
+    /// The whole capture matches its expected file, and so does every
+    /// chunking of it.
+    fn check_testdata(f: DataFormat) {
+        let format = match f {
+            DataFormat::Two => Format::Nonin2,
+            DataFormat::Seven => Format::Nonin7,
+        };
+        let capture = format!("{format}.bin");
+        assert_testdata_matches(format, &capture);
+        let bytes = testing::testdata(&capture);
+        let expected = expected_events(format);
         for sizes in chunkings() {
             let chunked: Vec<Value> = decode_chunked(f, &bytes, &sizes)
                 .iter()
-                .map(to_json)
+                .map(event_json)
                 .collect();
-            assert_eq!(chunked, expected, "{name} {sizes:?}");
+            assert_eq!(chunked, expected, "{format} {sizes:?}");
         }
     }
 
     #[test]
     fn testdata_nonin_2_decodes_to_its_expected_events() {
-        check_testdata(DataFormat::Two, "nonin-2");
+        check_testdata(DataFormat::Two);
     }
 
     #[test]
     fn testdata_nonin_7_decodes_to_its_expected_events() {
-        check_testdata(DataFormat::Seven, "nonin-7");
+        check_testdata(DataFormat::Seven);
     }
 
     /// The testdata captures, built from hand-made packets (not the
@@ -1960,9 +1836,8 @@ mod tests {
 
     #[test]
     fn testdata_files_are_what_testdata_bytes_builds() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/");
         for (f, name) in [(DataFormat::Two, "nonin-2"), (DataFormat::Seven, "nonin-7")] {
-            let bytes = std::fs::read(format!("{dir}{name}.bin")).unwrap();
+            let bytes = testing::testdata(&format!("{name}.bin"));
             assert_eq!(bytes, testdata_bytes(f), "{name}");
         }
     }

@@ -1367,15 +1367,17 @@ impl Encoder for OmhEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::Format;
+    use crate::format::testing::{
+        Rng, assert_message_round_trip, assert_testdata_matches, decode_message, every_vital,
+        single_error,
+    };
     use serde_json::json;
 
     const NOW: Timestamp = Timestamp(1_763_708_462_000);
 
     fn decode(payload: &str) -> Vec<Decoded> {
-        let mut d = OmhDecoder::new();
-        let mut got = Vec::new();
-        d.decode(payload.as_bytes(), 3, NOW, &mut |x| got.push(x));
-        got
+        decode_message(&mut OmhDecoder::new(), payload.as_bytes(), 3, NOW)
     }
 
     fn m(vital: Vital, value: f64, time: Option<&str>) -> Decoded {
@@ -1386,13 +1388,6 @@ mod tests {
             quality: Quality::NONE,
             offset: 3,
         })
-    }
-
-    fn single_error(got: &[Decoded]) -> (Reject, String) {
-        match got {
-            [Decoded::Error(e)] => (e.reason, e.detail.clone()),
-            other => panic!("expected one error, got {other:?}"),
-        }
     }
 
     fn point(name: &str, version: &str, body: serde_json::Value) -> String {
@@ -1898,22 +1893,10 @@ mod tests {
     }
 
     fn snapshot() -> Snapshot {
-        let mut s = Snapshot {
-            time: Timestamp(1_763_708_462_123),
+        Snapshot {
             seq: 42,
-            ..Snapshot::default()
-        };
-        s.set(Vital::HeartRate, Some(72.4));
-        s.set(Vital::PulseRate, Some(71.0));
-        s.set(Vital::Spo2, Some(97.0));
-        s.set(Vital::RespiratoryRate, Some(14.0));
-        s.set(Vital::BodyTemperature, Some(37.23));
-        s.set(Vital::SystolicBp, Some(120.0));
-        s.set(Vital::DiastolicBp, Some(80.0));
-        s.set(Vital::MeanArterialPressure, Some(93.0));
-        s.set(Vital::PerfusionIndex, Some(2.35));
-        s.set(Vital::RrInterval, Some(812.0));
-        s
+            ..every_vital()
+        }
     }
 
     #[test]
@@ -1934,13 +1917,6 @@ mod tests {
 
     #[test]
     fn encoder_output_decodes_back_to_the_rounded_snapshot() {
-        let s = snapshot();
-        let mut out = Vec::new();
-        OmhEncoder::new("wrist \"7\"").encode(&s, &mut out);
-        assert!(!out.contains(&b'\n'));
-        let mut d = OmhDecoder::new();
-        let mut got = Vec::new();
-        d.decode(&out, 0, Timestamp(0), &mut |x| got.push(x));
         let want = [
             (Vital::HeartRate, 72.0),
             (Vital::Spo2, 97.0),
@@ -1950,16 +1926,8 @@ mod tests {
             (Vital::DiastolicBp, 80.0),
             (Vital::RrInterval, 812.0),
         ];
-        assert_eq!(got.len(), want.len(), "{got:?}");
-        for (d, (vital, value)) in got.iter().zip(want) {
-            let Decoded::Measurement(m) = d else {
-                panic!("{d:?}")
-            };
-            assert_eq!(
-                (m.vital, m.value, m.device_time),
-                (vital, value, Some(s.time))
-            );
-        }
+        let mut e = OmhEncoder::new("wrist \"7\"");
+        assert_message_round_trip(&mut e, &mut OmhDecoder::new(), &snapshot(), &want);
     }
 
     #[test]
@@ -1982,41 +1950,9 @@ mod tests {
         assert!(out.is_empty());
     }
 
-    /// Decodes a capture (one message per line) into the events of the
-    /// `*.expected.jsonl` format.
-    fn decode_capture(d: &mut dyn MessageDecoder, capture: &[u8]) -> Vec<serde_json::Value> {
-        let mut events = Vec::new();
-        let mut offset = 0u64;
-        for line in capture.split(|b| *b == b'\n') {
-            if !line.is_empty() {
-                d.decode(line, offset, NOW, &mut |e| {
-                    events.push(match e {
-                        Decoded::Measurement(m) => json!({
-                            "offset": m.offset, "vital": m.vital, "value": m.value, "quality": m.quality
-                        }),
-                        Decoded::Status(s) => json!({
-                            "offset": s.offset, "status": s.quality, "vital": s.vital
-                        }),
-                        Decoded::Error(e) => json!({"offset": e.offset, "error": e.reason}),
-                    })
-                });
-            }
-            offset += line.len() as u64 + 1;
-        }
-        events
-    }
-
     #[test]
     fn testdata_capture_matches_the_expected_events() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-        let capture = std::fs::read(dir.join("open-mhealth.txt")).unwrap();
-        let expected = std::fs::read_to_string(dir.join("open-mhealth.expected.jsonl")).unwrap();
-        let got = decode_capture(&mut OmhDecoder::new(), &capture);
-        let want: Vec<serde_json::Value> = expected
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(got, want);
+        assert_testdata_matches(Format::OpenMhealth, "open-mhealth.txt");
     }
 
     #[test]
@@ -2028,30 +1964,12 @@ mod tests {
             br#"{"oxygen_saturation":{"value":97,"unit":"%"},"system":"peripheral","descriptive_statistic":"average","effective_time_frame":{"time_interval":{"date":"2024-03-01","part_of_day":"night"}}}"#,
             br#"[{"systolic_blood_pressure":{"value":1e308,"unit":"mmHg"},"diastolic_blood_pressure":{"value":-1,"unit":"mmHg"}}]"#,
         ];
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
         let alphabet = br#"[]{}",:0123456789.eE+-TZ_\ "#;
         for round in 0..20_000 {
-            let mut msg: Vec<u8> = seeds[round % seeds.len()].to_vec();
-            for _ in 0..(next() % 6) {
-                let pos = (next() as usize) % (msg.len() + 1);
-                match next() % 3 {
-                    0 => msg.insert(pos, alphabet[(next() as usize) % alphabet.len()]),
-                    1 if pos < msg.len() => {
-                        msg.remove(pos);
-                    }
-                    _ if pos < msg.len() => msg[pos] = next() as u8,
-                    _ => {}
-                }
-            }
+            let msg = rng.mutate(seeds[round % seeds.len()], alphabet);
             d.decode(&msg, 0, Timestamp(0), &mut |_| {});
-            let random: Vec<u8> = (0..(next() % 64)).map(|_| next() as u8).collect();
-            d.decode(&random, 0, Timestamp(0), &mut |_| {});
+            d.decode(&rng.bytes(64), 0, Timestamp(0), &mut |_| {});
         }
     }
 }
