@@ -90,9 +90,11 @@ fn parse_time(s: &str) -> Result<Timestamp, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Tools print their own results, and info lines on the terminal would
+    // tear up the demo's live view.
     init_logging(matches!(
         cli.command,
-        Command::Decode { .. } | Command::CheckConfig { .. }
+        Command::Decode { .. } | Command::CheckConfig { .. } | Command::Demo { quiet: false, .. }
     ));
     match real_main(cli) {
         Ok(code) => code,
