@@ -100,7 +100,7 @@ async fn bench() {
         devices,
     };
     let cancel = CancellationToken::new();
-    let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone()).unwrap();
+    let gateway = Gateway::start(&config, VolatileStore, cancel.clone()).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Pre-encode every message: the benchmark measures the gateway, not

@@ -186,7 +186,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
     }
 
     let gateway_cancel = cancel.child_token();
-    let gateway = Gateway::start(&config, VolatileStore::default(), gateway_cancel.clone())?;
+    let gateway = Gateway::start(&config, VolatileStore, gateway_cancel.clone())?;
     let view = options.view.then(|| {
         tokio::spawn(crate::view::run(
             gateway.ingest.clone(),

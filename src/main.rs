@@ -191,7 +191,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let config = Config::load(&config).map_err(anyhow::Error::msg)?;
             runtime()?.block_on(async move {
                 let cancel = CancellationToken::new();
-                let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone())?;
+                let gateway = Gateway::start(&config, VolatileStore, cancel.clone())?;
                 let view = live.then(|| {
                     tokio::spawn(vitalgate::view::run(
                         gateway.ingest.clone(),

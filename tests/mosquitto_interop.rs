@@ -154,7 +154,7 @@ async fn through_mosquitto_every_message_is_stored_and_unstored_ones_come_back_a
     // 3. Restarted with working storage, the gateway gets all 200: the 50
     //    it never acknowledged and the 150 queued for its session.
     let cancel = CancellationToken::new();
-    let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone()).unwrap();
+    let gateway = Gateway::start(&config, VolatileStore, cancel.clone()).unwrap();
     let mut store = gateway.store.clone();
     let s = common::wait_for(&mut store, 20, "all 200 readings stored", |s| {
         s.stored >= 200

@@ -46,7 +46,7 @@ async fn good_and_bad_messages_are_counted_by_reason_and_every_message_is_acknow
     );
     config.embedded_broker = Some(([127, 0, 0, 1], port).into());
     let cancel = CancellationToken::new();
-    let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone()).unwrap();
+    let gateway = Gateway::start(&config, VolatileStore, cancel.clone()).unwrap();
     let mut ingest = gateway.ingest.clone();
     let mut store = gateway.store.clone();
     // The gateway subscribes once connected; give it a moment.
@@ -119,7 +119,7 @@ async fn good_and_bad_messages_are_counted_by_reason_and_every_message_is_acknow
     // gets nothing again.
     let cancel = CancellationToken::new();
     config.embedded_broker = None;
-    let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone()).unwrap();
+    let gateway = Gateway::start(&config, VolatileStore, cancel.clone()).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let again = gateway.ingest.borrow().clone();
     assert_eq!(
@@ -162,7 +162,7 @@ async fn a_message_storage_refused_is_not_acknowledged_and_is_delivered_again_af
 
     let cancel = CancellationToken::new();
     config.embedded_broker = None;
-    let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone()).unwrap();
+    let gateway = Gateway::start(&config, VolatileStore, cancel.clone()).unwrap();
     let mut store = gateway.store.clone();
     let s = common::wait_for(&mut store, 15, "the redelivered reading stored", |s| {
         s.stored >= 1

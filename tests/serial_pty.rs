@@ -51,7 +51,7 @@ async fn serial_readings_arrive_garbage_is_counted_and_an_unplugged_device_is_re
         "unused",
     );
     let cancel = CancellationToken::new();
-    let gateway = Gateway::start(&config, VolatileStore::default(), cancel.clone()).unwrap();
+    let gateway = Gateway::start(&config, VolatileStore, cancel.clone()).unwrap();
     let mut ingest = gateway.ingest.clone();
     // Let the gateway open the port before the device talks.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -119,9 +119,20 @@ impl IngestStats {
     /// Count a rejection.
     pub fn rejected(&mut self, device: Option<&Arc<str>>, reason: Reject) {
         *self.snapshot.rejected.entry(reason).or_default() += 1;
-        let unknown: Arc<str> = Arc::from(UNKNOWN_DEVICE);
-        let d = self.device(device.unwrap_or(&unknown));
-        d.rejected += 1;
+        match device {
+            Some(id) => self.device(id).rejected += 1,
+            // Unknown topics can arrive in floods: no allocation per count.
+            None => match self.snapshot.devices.get_mut(UNKNOWN_DEVICE) {
+                Some(d) => d.rejected += 1,
+                None => {
+                    let d = DeviceView {
+                        rejected: 1,
+                        ..DeviceView::default()
+                    };
+                    self.snapshot.devices.insert(Arc::from(UNKNOWN_DEVICE), d);
+                }
+            },
+        }
     }
 
     /// A copy of the current counters.

@@ -77,7 +77,6 @@ pub async fn run(
     mut requests: mpsc::Receiver<StoreRequest>,
     snapshots: watch::Sender<StoreSnapshot>,
 ) {
-    let mut snapshot = StoreSnapshot::default();
     let mut group: Vec<StoreRequest> = Vec::new();
     let mut readings: Vec<Reading> = Vec::new();
     while let Some(first) = requests.recv().await {
@@ -101,7 +100,9 @@ pub async fn run(
         } else {
             store.append(&readings)
         };
-        match &outcome {
+        // Counters live in the watch channel itself: updated in place, no
+        // copy per commit.
+        snapshots.send_modify(|snapshot| match &outcome {
             Ok(()) => {
                 snapshot.commits += 1;
                 snapshot.stored += readings.len() as u64;
@@ -109,10 +110,10 @@ pub async fn run(
                     *snapshot.devices.entry(Arc::clone(&r.device)).or_default() += 1;
                 }
             }
-            Err(e) => {
-                snapshot.failures += 1;
-                tracing::error!(readings = readings.len(), error = %e, "could not store readings; they stay unacknowledged");
-            }
+            Err(_) => snapshot.failures += 1,
+        });
+        if let Err(e) = &outcome {
+            tracing::error!(readings = readings.len(), error = %e, "could not store readings; they stay unacknowledged");
         }
         for r in group.drain(..) {
             if let Some(done) = r.done {
@@ -120,7 +121,6 @@ pub async fn run(
                 let _ = done.send(outcome.clone());
             }
         }
-        snapshots.send_replace(snapshot.clone());
     }
 }
 
@@ -164,7 +164,7 @@ mod tests {
             waits.push(wait);
         }
         drop(tx);
-        run(VolatileStore::default(), 1024, rx, snap_tx).await;
+        run(VolatileStore, 1024, rx, snap_tx).await;
         for w in waits {
             assert_eq!(w.await.unwrap(), Ok(()));
         }

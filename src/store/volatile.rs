@@ -7,21 +7,12 @@ use vitalgate_devices::Reading;
 /// plaintext vital — touches the disk. It stands behind [`ReadingStore`]
 /// until the encrypted chain lands; until then an acknowledgement means
 /// "counted and handed on", not "durable", and the README says so.
+/// (The storage stage counts what it committed; nothing to keep here.)
 #[derive(Debug, Default)]
-pub struct VolatileStore {
-    appended: u64,
-}
-
-impl VolatileStore {
-    /// Readings accepted so far.
-    pub fn appended(&self) -> u64 {
-        self.appended
-    }
-}
+pub struct VolatileStore;
 
 impl ReadingStore for VolatileStore {
-    fn append(&mut self, readings: &[Reading]) -> Result<(), StoreError> {
-        self.appended += readings.len() as u64;
+    fn append(&mut self, _readings: &[Reading]) -> Result<(), StoreError> {
         Ok(())
     }
 }

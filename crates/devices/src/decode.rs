@@ -77,21 +77,6 @@ pub enum Reject {
 }
 
 impl Reject {
-    /// Every reason, in a stable order.
-    pub const ALL: [Reject; 11] = [
-        Reject::Garbage,
-        Reject::BadChecksum,
-        Reject::Truncated,
-        Reject::Malformed,
-        Reject::TooLarge,
-        Reject::Unsupported,
-        Reject::BadTime,
-        Reject::Impossible,
-        Reject::UnknownDevice,
-        Reject::UnknownTopic,
-        Reject::Duplicate,
-    ];
-
     /// The stable snake_case name.
     pub const fn name(self) -> &'static str {
         match self {

@@ -52,11 +52,6 @@ impl Quality {
         self.0
     }
 
-    /// Flags from raw bits; unknown bits are dropped.
-    pub const fn from_bits_truncate(bits: u16) -> Quality {
-        Quality(bits & 0x03ff)
-    }
-
     /// True when no flag is set.
     pub const fn is_empty(self) -> bool {
         self.0 == 0

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 pub mod berrymed;
 pub mod contec;
+mod json;
 pub mod masimo;
 pub mod nonin;
 pub mod openmhealth;

@@ -128,11 +128,11 @@
 //! written. When the sensor is off or searching, or nothing is left,
 //! nothing is written.
 
+use super::json::{Str, clip, round9, write_json};
 use crate::decode::{DecodeError, Decoded, Decoder, Encoder, Measurement, MessageDecoder, Reject};
 use crate::{Quality, Snapshot, Timestamp, Vital};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use std::borrow::Cow;
 use std::fmt;
 
 /// Vitals this format carries: those an Open mHealth schema covers.
@@ -914,49 +914,6 @@ fn parse_major(v: &str) -> Option<u32> {
     major.parse().ok()
 }
 
-fn round9(x: f64) -> f64 {
-    if x.abs() < 1.0e6 {
-        (x * 1.0e9).round() / 1.0e9
-    } else {
-        x
-    }
-}
-
-/// Short form of a user-supplied string for an error detail.
-fn clip(s: &str) -> Cow<'_, str> {
-    const MAX: usize = 80;
-    if s.len() <= MAX {
-        return Cow::Borrowed(s);
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(format!("{}...", s.get(..end).unwrap_or("")))
-}
-
-/// A JSON string, borrowed from the payload when it has no escapes.
-struct Str<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Cow<'de, str>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Cow<'de, str>, E> {
-                Ok(Cow::Borrowed(s))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Cow<'de, str>, E> {
-                Ok(Cow::Owned(s.to_owned()))
-            }
-        }
-        Ok(Str(d.deserialize_str(V)?))
-    }
-}
-
 /// unit-value-1.0 (`value` and `unit` required).
 #[derive(Deserialize)]
 struct UnitValue<'a> {
@@ -1264,11 +1221,6 @@ fn unit_value(out: &mut Vec<u8>, field: &str, value: f64, unit: &str) {
     out.extend_from_slice(b",\"unit\":");
     write_json(out, unit);
     out.extend_from_slice(b"},");
-}
-
-fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    // Serializing a str or a finite f64 into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 impl Encoder for OmhEncoder {

@@ -180,6 +180,7 @@
 //! names do not allow are replaced by `_`.
 
 use super::FormatOptions;
+use super::json::{Str, clip, round9, write_json};
 use crate::decode::{DecodeError, Decoded, Decoder, Encoder, Measurement, MessageDecoder, Reject};
 use crate::{Quality, Snapshot, Timestamp, Vital};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -561,19 +562,6 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     }
 }
 
-/// Short form of a user-supplied string for an error detail.
-fn clip(s: &str) -> Cow<'_, str> {
-    const MAX: usize = 80;
-    if s.len() <= MAX {
-        return Cow::Borrowed(s);
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(format!("{}...", s.get(..end).unwrap_or("")))
-}
-
 /// The built-in record names (last segment, case-sensitive).
 fn builtin_vital(name: &str) -> Option<Vital> {
     use Vital::*;
@@ -652,16 +640,6 @@ fn conversion(vital: Vital, unit: &str) -> Option<Conv> {
         _ => return None,
     };
     Some(c)
-}
-
-/// Round a converted value to 9 decimals (finer than any vital sensor), so
-/// that unit round trips give back the number that was meant.
-fn round9(x: f64) -> f64 {
-    if x.abs() < 1.0e6 {
-        (x * 1.0e9).round() / 1.0e9
-    } else {
-        x
-    }
 }
 
 fn convert(vital: Vital, unit: Option<&str>, v: f64) -> Result<f64, String> {
@@ -783,28 +761,6 @@ impl<'de> de::Deserialize<'de> for Label {
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Label, E> {
                 Ok(Label::from_str(s))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// A JSON string, borrowed from the payload when it has no escapes.
-struct Str<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Str<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Borrowed(s)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(s.to_owned())))
             }
         }
         d.deserialize_str(V)
@@ -1015,11 +971,6 @@ impl Encoder for SenmlEncoder {
             out.push(b']');
         }
     }
-}
-
-fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    // Serializing a str or a finite f64 into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 #[cfg(test)]
