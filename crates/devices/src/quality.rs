@@ -52,6 +52,12 @@ impl Quality {
         self.0
     }
 
+    /// Flags from their raw bits, as stored (bits this version does not
+    /// name are kept, so a newer writer's flags survive a round trip).
+    pub const fn from_bits(bits: u16) -> Quality {
+        Quality(bits)
+    }
+
     /// True when no flag is set.
     pub const fn is_empty(self) -> bool {
         self.0 == 0

@@ -1,0 +1,4 @@
+//! Keys and COSE (RFC 9052/9053) structures.
+
+pub mod cose;
+pub mod keys;

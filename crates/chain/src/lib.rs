@@ -1,0 +1,10 @@
+//! vitalgate's ledger: every reading encrypted inside a signed,
+//! hash-linked block, and the blocks logged in an RFC 9162 Merkle tree
+//! whose signed tree heads can be anchored elsewhere.
+//!
+//! This crate is the format and its proofs, free of the daemon's runtime,
+//! so a verifier (or an auditor's tool) builds in seconds.
+
+pub mod crypto;
+pub mod merkle;
+pub mod packing;

@@ -1,0 +1,1 @@
+//! Compact plaintext encoding of readings.
