@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use vitalgate_chain::SealPolicy;
+use vitalgate_chain::crypto::keys::RecipientPublic;
 use vitalgate_devices::profile::{Profile, Transport};
 
 /// A configuration that cannot be used.
@@ -23,8 +25,24 @@ pub struct Config {
     pub embedded_broker: Option<SocketAddr>,
     /// Ingest pipeline limits.
     pub ingest: IngestConfig,
+    /// The ledger: where, signed by whom, readable by whom.
+    pub chain: ChainConfig,
     /// Bound devices, each with its loaded profile.
     pub devices: Vec<Device>,
+}
+
+/// The ledger's settings (`[chain]`).
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    /// The sled directory.
+    pub directory: PathBuf,
+    /// The gateway's Ed25519 identity key file (PKCS#8 PEM, mode 0600).
+    pub identity: PathBuf,
+    /// Who can decrypt the readings (patient, care team); the gateway
+    /// itself cannot.
+    pub recipients: Vec<RecipientPublic>,
+    /// When blocks are sealed.
+    pub seal: SealPolicy,
 }
 
 /// How the gateway reaches its MQTT broker.
@@ -106,8 +124,19 @@ struct RawConfig {
     embedded_broker: Option<RawBroker>,
     #[serde(default)]
     ingest: Option<RawIngest>,
+    chain: Option<RawChain>,
     #[serde(default, rename = "device")]
     devices: Vec<RawDevice>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChain {
+    directory: PathBuf,
+    identity: PathBuf,
+    recipients: Vec<String>,
+    seal_readings: Option<u64>,
+    seal_interval_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +234,7 @@ impl Config {
             })?),
         };
         let ingest = Self::ingest(raw.ingest, &err)?;
+        let chain = Self::chain(raw.chain, base, &err)?;
 
         let mut devices = Vec::with_capacity(raw.devices.len());
         let mut ids = BTreeSet::new();
@@ -290,6 +320,7 @@ impl Config {
             mqtt,
             embedded_broker,
             ingest,
+            chain,
             devices,
         })
     }
@@ -393,6 +424,68 @@ impl Config {
         })
     }
 
+    fn chain(
+        raw: Option<RawChain>,
+        base: &Path,
+        err: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<ChainConfig, ConfigError> {
+        let Some(raw) = raw else {
+            return Err(err(
+                "chain",
+                "missing: the gateway keeps every reading in its ledger; add a [chain] section with directory, identity and recipients (create the keys with `vitalgate keygen`)".into(),
+            ));
+        };
+        if raw.recipients.is_empty() {
+            return Err(err(
+                "chain.recipients",
+                "empty: with no recipient nobody could ever read the readings; list the patient's and care team's public keys (\"x25519:...\", from `vitalgate keygen recipient`)".into(),
+            ));
+        }
+        let recipients = raw
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.parse::<RecipientPublic>().map_err(|e| {
+                    err(
+                        &format!("chain.recipients[{i}]"),
+                        format!("{e} (expected \"x25519:\" and 43 base64url characters, as `vitalgate keygen recipient` prints)"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let d = SealPolicy::default();
+        let max_readings = match raw.seal_readings {
+            None => d.max_readings,
+            Some(n) if (1..=1 << 20).contains(&n) => n,
+            Some(n) => {
+                return Err(err(
+                    "chain.seal_readings",
+                    format!("{n} (expected 1 to {})", 1 << 20),
+                ));
+            }
+        };
+        let max_age = match raw.seal_interval_secs {
+            None => d.max_age,
+            Some(n) if (1..=86_400).contains(&n) => Duration::from_secs(n),
+            Some(n) => {
+                return Err(err(
+                    "chain.seal_interval_secs",
+                    format!("{n} (expected 1 to 86400 seconds)"),
+                ));
+            }
+        };
+        Ok(ChainConfig {
+            directory: base.join(raw.directory),
+            identity: base.join(raw.identity),
+            recipients,
+            seal: SealPolicy {
+                max_readings,
+                max_age,
+            },
+        })
+    }
+
     /// Whether any device comes over MQTT.
     pub fn uses_mqtt(&self) -> bool {
         self.devices
@@ -415,7 +508,21 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).to_owned()
     }
 
+    /// A valid `[chain]` section (no key file is read at parse time).
+    fn chain_section() -> String {
+        let recipient = vitalgate_chain::crypto::keys::RecipientKey::generate()
+            .unwrap()
+            .public();
+        format!(
+            "[chain]\ndirectory = \"ledger\"\nidentity = \"identity.key\"\nrecipients = [\"{recipient}\"]\n"
+        )
+    }
+
     fn parse(text: &str) -> Result<Config, ConfigError> {
+        parse_without_chain(&format!("{}{text}", chain_section()))
+    }
+
+    fn parse_without_chain(text: &str) -> Result<Config, ConfigError> {
         Config::parse(
             text,
             Path::new("/etc/vitalgate/vitalgate.toml"),
@@ -478,6 +585,22 @@ profile = "device-profiles/senml-wearable.toml"
     }
 
     #[test]
+    fn the_chain_section_is_required_and_checked() {
+        let e = parse_without_chain(GOOD).unwrap_err();
+        assert_eq!(e.key, "chain");
+        assert!(e.message.contains("vitalgate keygen"), "{e}");
+        let no_recipients = "[chain]\ndirectory = \"l\"\nidentity = \"i\"\nrecipients = []\n";
+        let e = parse_without_chain(&format!("{no_recipients}{GOOD}")).unwrap_err();
+        assert_eq!(e.key, "chain.recipients");
+        let bad = no_recipients.replace("[]", "[\"x25519:nope\"]");
+        let e = parse_without_chain(&format!("{bad}{GOOD}")).unwrap_err();
+        assert_eq!(e.key, "chain.recipients[0]");
+        let c = parse(&format!("{GOOD}")).unwrap();
+        assert_eq!(c.chain.directory, profiles_dir().join("ledger"));
+        assert_eq!(c.chain.seal, SealPolicy::default());
+    }
+
+    #[test]
     fn serial_devices_need_their_own_ports() {
         let serial = |id: &str, port: &str| {
             format!(
@@ -502,9 +625,20 @@ profile = "device-profiles/senml-wearable.toml"
     }
 
     #[test]
-    fn the_example_config_is_valid() {
+    fn the_example_config_is_valid_once_a_recipient_replaces_the_placeholder() {
         let path = profiles_dir().join("vitalgate.example.toml");
-        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let e = Config::parse(&text, &path, &profiles_dir()).unwrap_err();
+        assert_eq!(e.key, "chain.recipients[0]");
+        let recipient = vitalgate_chain::crypto::keys::RecipientKey::generate()
+            .unwrap()
+            .public();
+        let text = text.replace(
+            "x25519:REPLACE-with-the-care-team-key-printed-by-keygen",
+            &recipient.to_string(),
+        );
+        let c = Config::parse(&text, &path, &profiles_dir()).unwrap_or_else(|e| panic!("{e}"));
         assert!(!c.devices.is_empty());
+        assert_eq!(c.chain.recipients, vec![recipient]);
     }
 }

@@ -7,14 +7,16 @@
 //! view on the terminal.
 
 use crate::Gateway;
-use crate::config::{Config, Device, IngestConfig, MqttConfig};
-use crate::store::VolatileStore;
+use crate::config::{ChainConfig, Config, Device, IngestConfig, MqttConfig};
+use crate::store::{LedgerSetupError, open_ledger};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use vitalgate_chain::SealPolicy;
+use vitalgate_chain::crypto::keys::{IdentityKey, KeyError, RecipientKey};
 use vitalgate_devices::Timestamp;
 use vitalgate_devices::profile::{Profile, Transport};
 use vitalsim::play::{Output, Pace, Played};
@@ -85,7 +87,13 @@ pub struct DemoOptions {
     pub view: bool,
     /// Broker port (None: a free one).
     pub port: Option<u16>,
+    /// Where the demo keeps its keys and ledger (created if missing, kept
+    /// between runs so `vitalgate verify` and `open` can be tried on it).
+    pub dir: PathBuf,
 }
+
+/// How often the demo seals a block: often, so sealing is seen at once.
+const DEMO_SEAL_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Errors starting the demo.
 #[derive(Debug, thiserror::Error)]
@@ -102,9 +110,45 @@ pub enum DemoError {
     /// The gateway could not start.
     #[error(transparent)]
     Start(#[from] crate::gateway::StartError),
+    /// The demo's keys could not be created or read.
+    #[error("demo keys: {0}")]
+    Keys(#[from] KeyError),
+    /// The ledger could not be opened.
+    #[error(transparent)]
+    Ledger(#[from] LedgerSetupError),
     /// I/O (labels file, ports).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// The demo's ledger settings: its own gateway identity and one recipient
+/// (standing for the care team), created on first use in `dir`.
+fn demo_chain(dir: &Path) -> Result<ChainConfig, DemoError> {
+    std::fs::create_dir_all(dir)?;
+    let identity = dir.join("identity.key");
+    if !identity.exists() {
+        let key = IdentityKey::generate()?;
+        key.save_new(&identity)?;
+        // The public half, for `vitalgate verify --gateway-key`.
+        std::fs::write(dir.join("identity.key.pub"), format!("{}\n", key.public()))?;
+    }
+    let recipient_path = dir.join("recipient.key");
+    let recipient = if recipient_path.exists() {
+        RecipientKey::load(&recipient_path)?
+    } else {
+        let key = RecipientKey::generate()?;
+        key.save_new(&recipient_path)?;
+        key
+    };
+    Ok(ChainConfig {
+        directory: dir.join("ledger"),
+        identity,
+        recipients: vec![recipient.public()],
+        seal: SealPolicy {
+            max_age: DEMO_SEAL_INTERVAL,
+            ..SealPolicy::default()
+        },
+    })
 }
 
 fn bundled_profiles() -> Result<Vec<(PathBuf, Arc<Profile>)>, DemoError> {
@@ -172,6 +216,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
         },
         embedded_broker: Some(listen),
         ingest: IngestConfig::default(),
+        chain: demo_chain(&options.dir)?,
         devices,
     };
     for d in &config.devices {
@@ -186,7 +231,8 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
     }
 
     let gateway_cancel = cancel.child_token();
-    let gateway = Gateway::start(&config, VolatileStore, gateway_cancel.clone())?;
+    let ledger = open_ledger(&config.chain)?;
+    let gateway = Gateway::start(&config, ledger, gateway_cancel.clone())?;
     let view = options.view.then(|| {
         tokio::spawn(crate::view::run(
             gateway.ingest.clone(),

@@ -48,15 +48,13 @@ impl Gateway {
         let (store_snap_tx, store_snap_rx) = watch::channel(StoreSnapshot::default());
 
         let mut pipeline = JoinSet::new();
-        pipeline.spawn(ingest::run(
-            config.ingest,
-            batch_rx,
-            store_tx,
-            ingest_snap_tx,
-        ));
+        pipeline.spawn(ingest::run(batch_rx, store_tx, ingest_snap_tx));
         pipeline.spawn(store::run(
             store,
-            config.ingest.max_batch,
+            store::StageConfig {
+                max_batch: config.ingest.max_batch,
+                replay_window: config.ingest.replay_window,
+            },
             store_rx,
             store_snap_tx,
         ));

@@ -1,5 +1,7 @@
 //! The `vitalgate` command: the daemon and its tools.
 
+mod commands;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -8,7 +10,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vitalgate::capture::{self, CaptureOptions};
 use vitalgate::demo::{self, DemoOptions};
-use vitalgate::store::VolatileStore;
 use vitalgate::{Config, Gateway};
 use vitalgate_devices::Timestamp;
 use vitalgate_devices::profile::Profile;
@@ -41,6 +42,9 @@ enum Command {
         /// Embedded broker port (default: a free one).
         #[arg(long)]
         port: Option<u16>,
+        /// Folder for the demo's keys and ledger (kept between runs).
+        #[arg(long, default_value = "vitalgate-demo")]
+        dir: PathBuf,
         /// Do not show the live view (log lines only).
         #[arg(long)]
         quiet: bool,
@@ -62,6 +66,20 @@ enum Command {
     },
     /// Decode a raw capture with a device profile: readings as JSON lines on
     /// stdout, each rejected frame on stderr with its byte offset.
+    /// Create a key pair: the gateway's identity, or a recipient's.
+    Keygen(commands::keygen::KeygenArgs),
+    /// Check the whole ledger: signatures, hash links, Merkle roots, log
+    /// consistency. Exit 0 valid, 1 damaged (first bad block named), 2
+    /// could not run.
+    Verify(commands::verify::VerifyArgs),
+    /// Decrypt readings with a recipient's private key, as JSON lines or CSV.
+    Open(commands::open::OpenArgs),
+    /// Print a proof (JSON) that a block or a record is in the log, or that
+    /// the log only grew between two sizes.
+    Prove(commands::prove::ProveArgs),
+    /// Check a proof offline with the gateway's public key. Exit 0 when it
+    /// holds, 1 when it does not.
+    CheckProof(commands::prove::CheckProofArgs),
     Decode {
         /// The device profile (device-profiles/*.toml).
         #[arg(long, short)]
@@ -94,7 +112,14 @@ fn main() -> ExitCode {
     // tear up the demo's live view.
     init_logging(matches!(
         cli.command,
-        Command::Decode { .. } | Command::CheckConfig { .. } | Command::Demo { quiet: false, .. }
+        Command::Decode { .. }
+            | Command::CheckConfig { .. }
+            | Command::Keygen(_)
+            | Command::Verify(_)
+            | Command::Open(_)
+            | Command::Prove(_)
+            | Command::CheckProof(_)
+            | Command::Demo { quiet: false, .. }
     ));
     match real_main(cli) {
         Ok(code) => code,
@@ -130,6 +155,14 @@ fn init_logging(quiet: bool) {
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Keygen(args) => {
+            commands::keygen::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(args) => commands::verify::run(&args),
+        Command::Open(args) => commands::open::run(&args),
+        Command::Prove(args) => commands::prove::run(&args),
+        Command::CheckProof(args) => commands::prove::check(&args),
         Command::Decode {
             profile,
             file,
@@ -178,7 +211,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Command::CheckConfig { config } => {
             let c = Config::load(&config).map_err(anyhow::Error::msg)?;
-            println!("{}: ok, {} devices", config.display(), c.devices.len());
+            let identity = vitalgate_chain::crypto::keys::IdentityKey::load(&c.chain.identity)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: key `chain.identity`: {e} (create it with `vitalgate keygen identity {}`)",
+                        config.display(),
+                        c.chain.identity.display()
+                    )
+                })?;
+            println!(
+                "{}: ok, {} devices; gateway key {}, ledger {}, {} recipients",
+                config.display(),
+                c.devices.len(),
+                identity.public(),
+                c.chain.directory.display(),
+                c.chain.recipients.len()
+            );
             for d in &c.devices {
                 println!(
                     "  {} → patient {}: {} {} ({})",
@@ -191,7 +239,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let config = Config::load(&config).map_err(anyhow::Error::msg)?;
             runtime()?.block_on(async move {
                 let cancel = CancellationToken::new();
-                let gateway = Gateway::start(&config, VolatileStore, cancel.clone())?;
+                let ledger = vitalgate::store::open_ledger(&config.chain)?;
+                let gateway = Gateway::start(&config, ledger, cancel.clone())?;
                 let view = live.then(|| {
                     tokio::spawn(vitalgate::view::run(
                         gateway.ingest.clone(),
@@ -217,6 +266,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             labels,
             port,
             quiet,
+            dir,
         } => {
             if !(speed.is_finite() && speed > 0.0) {
                 anyhow::bail!("--speed must be a positive number (1 = real time)");
@@ -228,7 +278,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     shutdown_signal().await;
                     stop.cancel();
                 });
-                let options = DemoOptions { seed, speed, duration, labels, view: !quiet, port };
+                let options = DemoOptions { seed, speed, duration, labels, view: !quiet, port, dir: dir.clone() };
                 let s = demo::run(options, cancel).await?;
                 println!(
                     "demo stopped: simulator sent {} samples ({} bytes, {} labels); gateway received {} readings, {} invalid, {} rejected, {} stored",
@@ -239,6 +289,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     s.ingest.invalid,
                     s.ingest.rejected_total(),
                     s.store.stored
+                );
+                println!(
+                    "ledger: {} blocks sealed ({} bytes on disk) in {}",
+                    s.store.blocks,
+                    s.store.bytes,
+                    dir.join("ledger").display()
                 );
                 for (id, d) in &s.ingest.devices {
                     println!(
@@ -251,6 +307,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                         s.store.devices.get(id).copied().unwrap_or(0)
                     );
                 }
+                println!(
+                    "try: vitalgate verify --ledger {ledger} --gateway-key {identity}\n     vitalgate open --ledger {ledger} --identity {recipient}",
+                    ledger = dir.join("ledger").display(),
+                    identity = dir.join("identity.key.pub").display(),
+                    recipient = dir.join("recipient.key").display(),
+                );
                 Ok(ExitCode::SUCCESS)
             })
         }

@@ -174,10 +174,26 @@ fn a_config_error_names_the_file_the_key_and_the_fix() {
 }
 
 #[test]
-fn the_example_config_checks_out() {
+fn the_example_config_checks_out_once_its_keys_are_made() {
+    // As shipped, it names no real recipient: check-config says what to do.
+    let example = common::root().join("vitalgate.example.toml");
     let out = vitalgate()
         .args(["check-config", "--config"])
-        .arg(common::root().join("vitalgate.example.toml"))
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("key `chain.recipients[0]`"), "{stderr}");
+    assert!(stderr.contains("vitalgate keygen recipient"), "{stderr}");
+
+    // Follow the README: make the keys, put them in the config.
+    let dir = tempfile::tempdir().unwrap();
+    let identity = dir.path().join("identity.key");
+    let recipient = dir.path().join("care-team.key");
+    let out = vitalgate()
+        .args(["keygen", "identity"])
+        .arg(&identity)
         .output()
         .unwrap();
     assert!(
@@ -185,6 +201,49 @@ fn the_example_config_checks_out() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let out = vitalgate()
+        .args(["keygen", "recipient"])
+        .arg(&recipient)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recipient_public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(
+        recipient_public.starts_with("x25519:"),
+        "{recipient_public}"
+    );
+    let text = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace(
+            "x25519:REPLACE-with-the-care-team-key-printed-by-keygen",
+            &recipient_public,
+        )
+        .replace(
+            "/var/lib/vitalgate/identity.key",
+            identity.to_str().unwrap(),
+        )
+        .replace(
+            "device-profiles/",
+            &format!("{}/device-profiles/", common::root().display()),
+        );
+    let config = dir.path().join("vitalgate.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = vitalgate()
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("gateway key ed25519:"), "{stdout}");
 }
 
 #[test]
@@ -202,6 +261,8 @@ fn the_demo_plays_patients_through_serial_and_mqtt_devices_and_stores_what_it_re
             "--labels",
         ])
         .arg(&labels)
+        .arg("--dir")
+        .arg(dir.path().join("demo"))
         .env("VITALGATE_LOG", "info")
         .output()
         .unwrap();
@@ -239,4 +300,43 @@ fn the_demo_plays_patients_through_serial_and_mqtt_devices_and_stores_what_it_re
     assert!(stderr.contains("serial port open"), "{stderr}");
     assert!(stderr.contains("connected to the MQTT broker"), "{stderr}");
     assert!(Path::new(&labels).exists());
+
+    // The demo sealed blocks (every 10 s, and at the end), and its ledger
+    // verifies and opens with the keys it made.
+    let ledger_line = stdout
+        .lines()
+        .find(|l| l.starts_with("ledger:"))
+        .expect("ledger line");
+    assert!(
+        !ledger_line.starts_with("ledger: 0 blocks"),
+        "{ledger_line}"
+    );
+    let demo = dir.path().join("demo");
+    let out = vitalgate()
+        .args(["verify", "--ledger"])
+        .arg(demo.join("ledger"))
+        .arg("--gateway-key")
+        .arg(demo.join("identity.key.pub"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = vitalgate()
+        .args(["open", "--ledger"])
+        .arg(demo.join("ledger"))
+        .arg("--identity")
+        .arg(demo.join("recipient.key"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let opened = String::from_utf8(out.stdout).unwrap().lines().count() as u64;
+    assert_eq!(opened, stored, "every stored reading opens");
 }

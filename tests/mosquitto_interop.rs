@@ -6,78 +6,10 @@
 mod common;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, QoS};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vitalgate::Gateway;
 use vitalgate::store::VolatileStore;
-
-fn mosquitto_binary() -> Option<PathBuf> {
-    [
-        "/usr/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-    ]
-    .into_iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-}
-
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_mosquitto() -> Option<Mosquitto> {
-    let Some(bin) = mosquitto_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "mosquitto is not installed; .ci/run installs it (apt-get install mosquitto)"
-        );
-        eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
-        return None;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let port = vitalgate::broker::free_port().unwrap();
-    let conf = dir.path().join("mosquitto.conf");
-    // The settings the gateway relies on (docs/ARCHITECTURE.md): persistent
-    // sessions keep unacknowledged QoS 1 messages for the gateway while it
-    // is away, with a queue deep enough not to drop them silently.
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 100\nlog_dest stderr\nuser root\n"
-        ),
-    )
-    .unwrap();
-    let broker = Mosquitto {
-        child: Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto"),
-        port,
-        _dir: dir,
-    };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(broker);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("mosquitto did not start listening on {port}");
-}
 
 async fn publish_all(port: u16, messages: Vec<(String, String)>) {
     let mut o = MqttOptions::new("interop-publisher", "127.0.0.1", port);
@@ -108,7 +40,7 @@ fn senml(t: f64, spo2: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_mosquitto_every_message_is_stored_and_unstored_ones_come_back_after_restart() {
-    let Some(broker) = start_mosquitto() else {
+    let Some(broker) = common::mosquitto::start() else {
         return;
     };
     let config = common::config(

@@ -16,6 +16,9 @@ pub struct Batch {
     pub statuses: Vec<DeviceStatus>,
     /// What was rejected on the way.
     pub rejections: Vec<Rejection>,
+    /// The transport says this is a redelivery (MQTT DUP): storage checks
+    /// it against what it stored before a restart.
+    pub redelivered: bool,
     /// Completed once the batch's readings are stored; an MQTT source
     /// acknowledges the message only then.
     pub stored: Option<oneshot::Sender<Commit>>,

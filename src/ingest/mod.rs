@@ -1,20 +1,16 @@
 //! The ingest stage: between the sources and storage.
 //!
-//! Sources decode and bind; ingest checks what they hand over (replays),
-//! counts everything per device and reason, logs rejections without
+//! Sources decode and bind; ingest counts everything per device and reason, logs rejections without
 //! flooding, and forwards the readings to storage together with the
 //! source's "stored" completion. It is one task that owns its counters and
 //! publishes snapshots on a `watch` channel for the live view and metrics.
 
 mod batch;
-mod replay;
 mod stats;
 
 pub use batch::{Batch, DeviceStatus, Rejection};
-pub use replay::ReplayGuard;
 pub use stats::{DeviceView, IngestSnapshot, IngestStats, Latest, RejectLog, UNKNOWN_DEVICE};
 
-use crate::config::IngestConfig;
 use crate::store::StoreRequest;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -27,13 +23,11 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// publish the final counters and return (dropping the store's sender, so
 /// storage drains and stops after it).
 pub async fn run(
-    config: IngestConfig,
     mut batches: mpsc::Receiver<Batch>,
     store: mpsc::Sender<StoreRequest>,
     snapshots: watch::Sender<IngestSnapshot>,
 ) {
     let mut stats = IngestStats::default();
-    let mut replays = ReplayGuard::new(config.replay_window);
     let mut log = RejectLog::new(Duration::from_secs(10));
     let mut publish = tokio::time::interval(PUBLISH_EVERY);
     publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -42,7 +36,7 @@ pub async fn run(
         tokio::select! {
             batch = batches.recv() => {
                 let Some(batch) = batch else { break };
-                let request = check(batch, &mut stats, &mut replays, &mut log);
+                let request = check(batch, &mut stats, &mut log);
                 dirty = true;
                 if store.send(request).await.is_err() {
                     tracing::error!("storage stopped; ingest stops");
@@ -59,12 +53,7 @@ pub async fn run(
 }
 
 /// Check and count one batch, turning it into a storage request.
-fn check(
-    batch: Batch,
-    stats: &mut IngestStats,
-    replays: &mut ReplayGuard,
-    log: &mut RejectLog,
-) -> StoreRequest {
+fn check(batch: Batch, stats: &mut IngestStats, log: &mut RejectLog) -> StoreRequest {
     let now = Instant::now();
     for r in &batch.rejections {
         stats.rejected(r.device.as_ref(), r.reason);
@@ -75,15 +64,7 @@ fn check(
     for s in &batch.statuses {
         stats.status(&s.device, &s.patient, s.status.quality, s.received);
     }
-    let mut readings = batch.readings;
-    readings.retain(|r| {
-        if replays.is_replay(r) {
-            stats.rejected(Some(&r.device), Reject::Duplicate);
-            log.warn(Some(&r.device), Reject::Duplicate, now, || {
-                format!("rejected: {} at device time {} was already received", r.vital, r.time())
-            });
-            return false;
-        }
+    for r in &batch.readings {
         stats.reading(r);
         if r.quality.contains(Quality::IMPOSSIBLE) {
             log.warn(Some(&r.device), Reject::Impossible, now, || {
@@ -95,10 +76,10 @@ fn check(
                 )
             });
         }
-        true
-    });
+    }
     StoreRequest {
-        readings,
+        readings: batch.readings,
+        redelivered: batch.redelivered,
         done: batch.stored,
     }
 }

@@ -280,6 +280,7 @@ pub async fn run(
                 let mut batch = devices.decode(&topic, &publish.payload, index);
                 let (stored_tx, stored_rx) = oneshot::channel();
                 batch.stored = Some(stored_tx);
+                batch.redelivered = publish.dup;
                 let pending = PendingAck {
                     connection,
                     publish,
@@ -352,13 +353,20 @@ async fn acknowledge(
     mut acks: mpsc::UnboundedReceiver<PendingAck>,
     connection: watch::Receiver<u64>,
 ) {
+    // MQTT wants PUBACKs in arrival order, so once storage refuses a
+    // message nothing after it on that connection may be acknowledged
+    // either. The connection is dropped instead: the broker keeps every
+    // unacknowledged message of the persistent session and delivers them
+    // again (marked DUP) when the source reconnects, with backoff, until
+    // storage works again.
+    let mut refused_on: Option<u64> = None;
     while let Some(p) = acks.recv().await {
         match p.stored.await {
             Ok(Ok(())) => {
-                if *connection.borrow() != p.connection {
-                    // Stored, but the connection it came on is gone; the
-                    // broker will deliver it again and the replay guard
-                    // recognises it.
+                if *connection.borrow() != p.connection || refused_on == Some(p.connection) {
+                    // Stored, but the connection it came on is gone (or
+                    // refused an earlier message); the broker will deliver
+                    // it again and storage recognises it as a duplicate.
                     continue;
                 }
                 if let Err(e) = client.ack(&p.publish).await {
@@ -366,7 +374,13 @@ async fn acknowledge(
                 }
             }
             Ok(Err(e)) => {
-                tracing::error!(error = %e, pkid = p.publish.pkid, "not acknowledging: storage failed; the broker keeps the message");
+                if refused_on != Some(p.connection) {
+                    refused_on = Some(p.connection);
+                    tracing::error!(error = %e, pkid = p.publish.pkid, "storage refused a message: not acknowledging it or anything after it; reconnecting so the broker delivers them again");
+                    if let Err(e) = client.try_disconnect() {
+                        tracing::warn!(error = %e, "cannot request a disconnect");
+                    }
+                }
             }
             Err(_) => {}
         }

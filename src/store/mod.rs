@@ -2,28 +2,38 @@
 //! responsibility.
 //!
 //! Ingest sends [`StoreRequest`]s; the storage task commits them in groups
-//! (everything queued when it wakes, up to `max_batch`), then completes
-//! every request's `done` in arrival order. An MQTT source acknowledges its
-//! message to the device only on that completion, so the meaning of a
-//! PUBACK is exactly the [`ReadingStore`]'s durability promise, and group
-//! commit keeps that promise cheap: one sync per group, not per message.
+//! (everything queued when it wakes, up to `max_batch` readings), then
+//! completes every request's `done` in arrival order. An MQTT source
+//! acknowledges its message to the device only on that completion, so a
+//! PUBACK means exactly what the [`ReadingStore`] promises — for the
+//! ledger, fsynced — and group commit keeps that promise cheap: one sync
+//! per group, not per message.
 //!
-//! The backend here is [`VolatileStore`]; the encrypted, signed chain in
-//! sled replaces it behind the same trait (issue 3), without touching the
-//! sources or ingest.
+//! Before writing, the stage drops readings it already stored
+//! ([`Seen`]): QoS 1 delivers at least once, the ledger should hold each
+//! reading once.
 
+mod ledger;
+mod seen;
 mod volatile;
 
+pub use ledger::{LedgerSetupError, open_ledger};
+pub use seen::Seen;
 pub use volatile::VolatileStore;
 
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-use vitalgate_devices::Reading;
+use vitalgate_devices::{Reading, Timestamp, Vital};
 
 /// The outcome a source waits for before acknowledging.
 pub type Commit = Result<(), StoreError>;
+
+/// How often the backend gets a chance to do timed work (sealing a block
+/// that reached its age) when no readings arrive.
+const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
 
 /// Why readings could not be stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,15 +55,53 @@ pub struct StoreRequest {
     /// The readings (possibly none: a message of only rejections is still
     /// completed, so its source can acknowledge it in order).
     pub readings: Vec<Reading>,
+    /// The transport redelivered this message (MQTT DUP).
+    pub redelivered: bool,
     /// Completed after the group containing these readings is committed.
     pub done: Option<oneshot::Sender<Commit>>,
 }
 
-/// A storage backend.
-pub trait ReadingStore: Send {
-    /// Append a group of readings. When this returns `Ok`, the readings
-    /// are as durable as this backend can make them.
-    fn append(&mut self, readings: &[Reading]) -> Result<(), StoreError>;
+/// What the backend's timed work did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Maintained {
+    /// Blocks sealed.
+    pub sealed: u64,
+}
+
+/// A storage backend. Calls block (they fsync); the stage runs them off
+/// the async workers.
+pub trait ReadingStore: Send + 'static {
+    /// Append a group: each non-empty batch (one device message or frame
+    /// run) is kept together. When this returns `Ok`, the readings are as
+    /// durable as this backend can make them.
+    fn append(&mut self, batches: &[&[Reading]]) -> Result<(), StoreError>;
+
+    /// Timed work (sealing a block that is due). Called after every
+    /// commit and every [`MAINTAIN_EVERY`].
+    fn maintain(&mut self) -> Result<Maintained, StoreError> {
+        Ok(Maintained::default())
+    }
+
+    /// Clean shutdown (seal the open block).
+    fn close(&mut self) -> Result<Maintained, StoreError> {
+        Ok(Maintained::default())
+    }
+
+    /// Latest stored device time per series, persisted across restarts,
+    /// for recognising redelivered messages.
+    fn watermarks(&self) -> Vec<(Arc<str>, Vital, Timestamp)> {
+        Vec::new()
+    }
+
+    /// Blocks sealed so far (0 for a store without blocks).
+    fn blocks(&self) -> u64 {
+        0
+    }
+
+    /// Bytes on disk (0 for a store without a disk).
+    fn bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// Counters of the storage stage.
@@ -61,64 +109,215 @@ pub trait ReadingStore: Send {
 pub struct StoreSnapshot {
     /// Readings committed.
     pub stored: u64,
+    /// Readings dropped because they were stored before.
+    pub duplicates: u64,
     /// Group commits.
     pub commits: u64,
     /// Failed group commits.
     pub failures: u64,
+    /// True while storage refuses readings (disk full, I/O failing):
+    /// sources stop acknowledging until it recovers.
+    pub failing: Option<String>,
+    /// Blocks sealed (the ledger's height).
+    pub blocks: u64,
+    /// Bytes the store occupies on disk.
+    pub bytes: u64,
     /// Readings committed per device.
     pub devices: BTreeMap<Arc<str>, u64>,
+    /// Duplicates dropped per device.
+    pub duplicates_by_device: BTreeMap<Arc<str>, u64>,
+}
+
+/// Settings of the storage stage.
+#[derive(Debug, Clone, Copy)]
+pub struct StageConfig {
+    /// Most readings committed together (group commit).
+    pub max_batch: usize,
+    /// Stored readings remembered per device to recognise duplicates.
+    pub replay_window: usize,
+}
+
+/// The stage's state between groups.
+struct Stage<S> {
+    store: Option<S>,
+    seen: Seen,
+    snapshots: watch::Sender<StoreSnapshot>,
 }
 
 /// Run the storage stage until ingest drops its sender and the queue is
-/// drained.
-pub async fn run(
-    mut store: impl ReadingStore,
-    max_batch: usize,
+/// drained; then close the store (sealing its open block).
+pub async fn run<S: ReadingStore>(
+    store: S,
+    config: StageConfig,
     mut requests: mpsc::Receiver<StoreRequest>,
     snapshots: watch::Sender<StoreSnapshot>,
 ) {
+    let seen = Seen::new(config.replay_window, store.watermarks());
+    snapshots.send_modify(|s| {
+        s.blocks = store.blocks();
+        s.bytes = store.bytes();
+    });
+    let mut stage = Stage {
+        store: Some(store),
+        seen,
+        snapshots,
+    };
+    let mut maintain = tokio::time::interval(MAINTAIN_EVERY);
+    maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut group: Vec<StoreRequest> = Vec::new();
-    let mut readings: Vec<Reading> = Vec::new();
-    while let Some(first) = requests.recv().await {
-        group.push(first);
-        let mut n = group[0].readings.len();
-        while n < max_batch {
-            match requests.try_recv() {
-                Ok(r) => {
-                    n += r.readings.len();
-                    group.push(r);
+    loop {
+        tokio::select! {
+            first = requests.recv() => {
+                let Some(first) = first else { break };
+                group.push(first);
+                let mut n = group[0].readings.len();
+                while n < config.max_batch {
+                    match requests.try_recv() {
+                        Ok(r) => {
+                            n += r.readings.len();
+                            group.push(r);
+                        }
+                        Err(_) => break,
+                    }
                 }
-                Err(_) => break,
+                if !stage.commit(&mut group).await {
+                    break;
+                }
+            }
+            _ = maintain.tick() => {
+                if !stage.blocking(S::maintain, true).await {
+                    break;
+                }
             }
         }
-        readings.clear();
-        for r in &mut group {
-            readings.append(&mut r.readings);
+    }
+    stage.blocking(S::close, true).await;
+}
+
+impl<S: ReadingStore> Stage<S> {
+    /// Commit one group and complete its requests in order. False when the
+    /// backend is gone (a panic in a blocking call).
+    async fn commit(&mut self, group: &mut Vec<StoreRequest>) -> bool {
+        let mut duplicates: Vec<Reading> = Vec::new();
+        for r in group.iter_mut() {
+            let redelivered = r.redelivered;
+            let seen = &mut self.seen;
+            r.readings.retain(|reading| {
+                if seen.is_duplicate(reading, redelivered) {
+                    duplicates.push(reading.clone());
+                    false
+                } else {
+                    true
+                }
+            });
         }
-        let outcome = if readings.is_empty() {
-            Ok(())
-        } else {
-            store.append(&readings)
-        };
-        // Counters live in the watch channel itself: updated in place, no
-        // copy per commit.
-        snapshots.send_modify(|snapshot| match &outcome {
+        let batches: Vec<Vec<Reading>> = group
+            .iter_mut()
+            .map(|r| std::mem::take(&mut r.readings))
+            .collect();
+        let (alive, batches, outcome) = self.append(batches).await;
+        match &outcome {
+            Ok(()) => self.seen.commit(),
+            Err(_) => self.seen.abandon(),
+        }
+        let stored: usize = batches.iter().map(Vec::len).sum();
+        self.snapshots.send_modify(|s| match &outcome {
             Ok(()) => {
-                snapshot.commits += 1;
-                snapshot.stored += readings.len() as u64;
-                for r in &readings {
-                    *snapshot.devices.entry(Arc::clone(&r.device)).or_default() += 1;
+                s.commits += 1;
+                s.stored += stored as u64;
+                for r in batches.iter().flatten() {
+                    *s.devices.entry(Arc::clone(&r.device)).or_default() += 1;
+                }
+                s.duplicates += duplicates.len() as u64;
+                for r in &duplicates {
+                    *s.duplicates_by_device
+                        .entry(Arc::clone(&r.device))
+                        .or_default() += 1;
                 }
             }
-            Err(_) => snapshot.failures += 1,
+            Err(e) => {
+                s.failures += 1;
+                s.failing = Some(e.to_string());
+            }
         });
         if let Err(e) = &outcome {
-            tracing::error!(readings = readings.len(), error = %e, "could not store readings; they stay unacknowledged");
+            tracing::error!(readings = stored, error = %e, "could not store readings; they stay unacknowledged and the broker keeps them");
+        } else if self.snapshots.borrow().failing.is_some() {
+            tracing::warn!("storage works again; acknowledging resumes");
+            self.snapshots.send_modify(|s| s.failing = None);
         }
         for r in group.drain(..) {
             if let Some(done) = r.done {
                 // The source may have gone (shutdown); nothing to tell then.
                 let _ = done.send(outcome.clone());
+            }
+        }
+        if outcome.is_ok() && alive {
+            return self.blocking(S::maintain, false).await;
+        }
+        alive
+    }
+
+    /// Run `append` off the async workers (it fsyncs).
+    async fn append(&mut self, batches: Vec<Vec<Reading>>) -> (bool, Vec<Vec<Reading>>, Commit) {
+        let Some(mut store) = self.store.take() else {
+            return (false, batches, Err(StoreError::Stopped));
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&[Reading]> = batches.iter().map(Vec::as_slice).collect();
+            let outcome = if refs.iter().all(|b| b.is_empty()) {
+                Ok(())
+            } else {
+                store.append(&refs)
+            };
+            (store, batches, outcome)
+        });
+        match task.await {
+            Ok((store, batches, outcome)) => {
+                self.store = Some(store);
+                (true, batches, outcome)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the storage backend failed; storage stops");
+                (false, Vec::new(), Err(StoreError::Stopped))
+            }
+        }
+    }
+
+    /// Run timed or closing work off the async workers and publish what it
+    /// did (the disk usage too when `measure`: it costs a directory walk).
+    /// False when the backend is gone.
+    async fn blocking(
+        &mut self,
+        work: fn(&mut S) -> Result<Maintained, StoreError>,
+        measure: bool,
+    ) -> bool {
+        let Some(mut store) = self.store.take() else {
+            return false;
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            let outcome = work(&mut store);
+            let blocks = store.blocks();
+            let bytes = measure.then(|| store.bytes());
+            (store, outcome, blocks, bytes)
+        });
+        match task.await {
+            Ok((store, outcome, blocks, bytes)) => {
+                self.store = Some(store);
+                if let Err(e) = &outcome {
+                    tracing::error!(error = %e, "storage maintenance failed; retrying");
+                }
+                self.snapshots.send_modify(|s| {
+                    s.blocks = blocks;
+                    if let Some(bytes) = bytes {
+                        s.bytes = bytes;
+                    }
+                });
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the storage backend failed; storage stops");
+                false
             }
         }
     }
@@ -127,25 +326,55 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vitalgate_devices::{Quality, Timestamp, Vital};
+    use vitalgate_devices::Quality;
 
-    fn reading(v: f64) -> Reading {
+    fn reading(v: f64, t: Option<i64>) -> Reading {
         Reading {
             device: "ox".into(),
             patient: "p".into(),
             vital: Vital::Spo2,
             value: v,
-            device_time: None,
+            device_time: t.map(Timestamp),
             gateway_time: Timestamp(0),
             quality: Quality::NONE,
         }
     }
 
-    struct Failing;
-    impl ReadingStore for Failing {
-        fn append(&mut self, _: &[Reading]) -> Result<(), StoreError> {
-            Err(StoreError::Full("test".into()))
+    /// Refuses the first `refuse` groups, then accepts.
+    struct Flaky {
+        refuse: usize,
+        groups: Vec<usize>,
+    }
+    impl ReadingStore for Flaky {
+        fn append(&mut self, batches: &[&[Reading]]) -> Result<(), StoreError> {
+            if self.refuse > 0 {
+                self.refuse -= 1;
+                return Err(StoreError::Full("test".into()));
+            }
+            self.groups.push(batches.len());
+            Ok(())
         }
+    }
+
+    const CONFIG: StageConfig = StageConfig {
+        max_batch: 1024,
+        replay_window: 64,
+    };
+
+    async fn send(
+        tx: &mpsc::Sender<StoreRequest>,
+        readings: Vec<Reading>,
+        redelivered: bool,
+    ) -> oneshot::Receiver<Commit> {
+        let (done, wait) = oneshot::channel();
+        tx.send(StoreRequest {
+            readings,
+            redelivered,
+            done: Some(done),
+        })
+        .await
+        .unwrap();
+        wait
     }
 
     #[tokio::test]
@@ -154,17 +383,10 @@ mod tests {
         let (snap_tx, snap_rx) = watch::channel(StoreSnapshot::default());
         let mut waits = Vec::new();
         for i in 0..5 {
-            let (done, wait) = oneshot::channel();
-            tx.send(StoreRequest {
-                readings: vec![reading(90.0 + i as f64)],
-                done: Some(done),
-            })
-            .await
-            .unwrap();
-            waits.push(wait);
+            waits.push(send(&tx, vec![reading(90.0 + i as f64, None)], false).await);
         }
         drop(tx);
-        run(VolatileStore, 1024, rx, snap_tx).await;
+        run(VolatileStore, CONFIG, rx, snap_tx).await;
         for w in waits {
             assert_eq!(w.await.unwrap(), Ok(()));
         }
@@ -176,16 +398,61 @@ mod tests {
     async fn a_failed_commit_is_reported_to_every_waiting_source() {
         let (tx, rx) = mpsc::channel(16);
         let (snap_tx, snap_rx) = watch::channel(StoreSnapshot::default());
-        let (done, wait) = oneshot::channel();
-        tx.send(StoreRequest {
-            readings: vec![reading(97.0)],
-            done: Some(done),
-        })
-        .await
-        .unwrap();
+        let wait = send(&tx, vec![reading(97.0, None)], false).await;
         drop(tx);
-        run(Failing, 1024, rx, snap_tx).await;
+        run(
+            Flaky {
+                refuse: 1,
+                groups: Vec::new(),
+            },
+            CONFIG,
+            rx,
+            snap_tx,
+        )
+        .await;
         assert!(matches!(wait.await.unwrap(), Err(StoreError::Full(_))));
-        assert_eq!(snap_rx.borrow().failures, 1);
+        let s = snap_rx.borrow().clone();
+        assert_eq!(s.failures, 1);
+        assert!(s.failing.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_stored_reading_sent_again_is_dropped_and_counted_but_still_acknowledged() {
+        let (tx, rx) = mpsc::channel(16);
+        let (snap_tx, snap_rx) = watch::channel(StoreSnapshot::default());
+        let task = tokio::spawn(run(VolatileStore, CONFIG, rx, snap_tx));
+        let first = send(&tx, vec![reading(97.0, Some(1000))], false).await;
+        assert_eq!(first.await.unwrap(), Ok(()));
+        let again = send(&tx, vec![reading(97.0, Some(1000))], true).await;
+        assert_eq!(again.await.unwrap(), Ok(()));
+        drop(tx);
+        task.await.unwrap();
+        let s = snap_rx.borrow().clone();
+        assert_eq!((s.stored, s.duplicates), (1, 1));
+        assert_eq!(s.duplicates_by_device.get("ox"), Some(&1));
+    }
+
+    #[tokio::test]
+    async fn a_refused_reading_is_stored_when_it_comes_again() {
+        let (tx, rx) = mpsc::channel(16);
+        let (snap_tx, snap_rx) = watch::channel(StoreSnapshot::default());
+        let task = tokio::spawn(run(
+            Flaky {
+                refuse: 1,
+                groups: Vec::new(),
+            },
+            CONFIG,
+            rx,
+            snap_tx,
+        ));
+        let first = send(&tx, vec![reading(97.0, Some(1000))], false).await;
+        assert!(first.await.unwrap().is_err());
+        let again = send(&tx, vec![reading(97.0, Some(1000))], true).await;
+        assert_eq!(again.await.unwrap(), Ok(()));
+        drop(tx);
+        task.await.unwrap();
+        let s = snap_rx.borrow().clone();
+        assert_eq!((s.stored, s.duplicates, s.failures), (1, 0, 1));
+        assert!(s.failing.is_none(), "recovered");
     }
 }

@@ -1,12 +1,16 @@
 //! Shared pieces of the integration tests.
 #![allow(dead_code)]
 
+pub mod mosquitto;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use vitalgate::config::{Config, Device, IngestConfig, MqttConfig};
+use vitalgate::config::{ChainConfig, Config, Device, IngestConfig, MqttConfig};
 use vitalgate::store::{ReadingStore, StoreError};
+use vitalgate_chain::SealPolicy;
+use vitalgate_chain::crypto::keys::{IdentityKey, RecipientKey};
 use vitalgate_devices::Reading;
 use vitalgate_devices::profile::Profile;
 
@@ -48,7 +52,37 @@ pub fn config(devices: Vec<Device>, mqtt_port: u16, client_id: &str) -> Config {
         },
         embedded_broker: None,
         ingest: IngestConfig::default(),
+        chain: unused_chain(),
         devices,
+    }
+}
+
+/// A `[chain]` no test opens (for tests whose store is not the ledger).
+pub fn unused_chain() -> ChainConfig {
+    ChainConfig {
+        directory: PathBuf::from("/nonexistent/ledger"),
+        identity: PathBuf::from("/nonexistent/identity.key"),
+        recipients: vec![RecipientKey::generate().unwrap().public()],
+        seal: SealPolicy::default(),
+    }
+}
+
+/// A `[chain]` for a ledger in `dir/ledger`, creating `dir/identity.key`
+/// and `dir/recipient.key` (the one recipient).
+pub fn ledger_chain(dir: &Path) -> ChainConfig {
+    std::fs::create_dir_all(dir).unwrap();
+    let identity = dir.join("identity.key");
+    IdentityKey::generate()
+        .unwrap()
+        .save_new(&identity)
+        .unwrap();
+    let recipient = RecipientKey::generate().unwrap();
+    recipient.save_new(&dir.join("recipient.key")).unwrap();
+    ChainConfig {
+        directory: dir.join("ledger"),
+        identity,
+        recipients: vec![recipient.public()],
+        seal: SealPolicy::default(),
     }
 }
 
@@ -81,7 +115,7 @@ pub async fn wait_for<T: Clone + std::fmt::Debug>(
 pub struct FullDisk;
 
 impl ReadingStore for FullDisk {
-    fn append(&mut self, _: &[Reading]) -> Result<(), StoreError> {
+    fn append(&mut self, _: &[&[Reading]]) -> Result<(), StoreError> {
         Err(StoreError::Full("test: no space left".into()))
     }
 }

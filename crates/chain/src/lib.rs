@@ -5,6 +5,17 @@
 //! This crate is the format and its proofs, free of the daemon's runtime,
 //! so a verifier (or an auditor's tool) builds in seconds.
 
+pub mod block;
+pub mod cbor;
 pub mod crypto;
+pub mod decrypt;
+pub mod ledger;
 pub mod merkle;
 pub mod packing;
+pub mod proof;
+pub mod reader;
+pub mod verify;
+
+pub use block::{BlockHeader, SealReason, TreeHead};
+pub use ledger::{Ledger, LedgerError, SealPolicy, Sealed};
+pub use reader::LedgerReader;

@@ -1,0 +1,772 @@
+//! The gateway's ledger in sled: the writer side.
+//!
+//! Readings arrive in groups (one group commit of the daemon's storage
+//! stage); each batch in a group becomes one encrypted record of the open
+//! block, the whole group is applied as one atomic sled batch and made
+//! durable with one fsync. Records are encrypted before they are written,
+//! under a per-block content key that lives only in memory: the open block
+//! on disk is as unreadable to a thief as a sealed one.
+//!
+//! Sealing signs the header, appends the block's hash to the log, signs a
+//! new tree head and forgets the content key. A block left open by a crash
+//! cannot take more records (its key is gone with the process) but needs
+//! none: its records are already encrypted for the recipients, so it is
+//! sealed as it is when the ledger opens again.
+//!
+//! The key layout inside sled is specified in `docs/FORMAT.md`.
+
+use crate::block::{BlockHeader, SealReason, TreeHead, block_hash};
+use crate::cbor::{self, CborError, MapBuilder, MapReader};
+use crate::crypto::cose::{self, ContentKey, CoseError, RecordKey};
+use crate::crypto::keys::{IdentityKey, KeyId, RecipientPublic};
+use crate::merkle::{self, Frontier, Hash};
+use crate::packing;
+use ciborium::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vitalgate_devices::{Reading, Timestamp, Vital};
+
+/// Kind of the ledger's metadata value.
+const META_KIND: &str = "vitalgate/ledger/1";
+/// Kind of the log state value.
+const STATE_KIND: &str = "vitalgate/log-state/1";
+/// Kind of the open-block value.
+const OPEN_KIND: &str = "vitalgate/open-block/1";
+
+/// sled keys (one tree; one atomic batch can touch any of them).
+pub(crate) mod keys {
+    /// Ledger metadata: format and gateway key id.
+    pub const META: &[u8] = b"meta";
+    /// Log state: blocks sealed, last block hash, Merkle frontier.
+    pub const STATE: &[u8] = b"state";
+    /// The open block, while there is one.
+    pub const OPEN: &[u8] = b"open";
+    /// Prefix of signed headers, by height.
+    pub const HEADER: u8 = b'h';
+    /// Prefix of records, by height and index.
+    pub const RECORD: u8 = b'r';
+    /// Prefix of signed tree heads, by tree size.
+    pub const TREE_HEAD: u8 = b't';
+    /// Prefix of per-series watermarks (latest stored device time).
+    pub const WATERMARK: u8 = b'w';
+
+    /// `h` + height (big-endian, so keys sort by height).
+    pub fn header(height: u64) -> [u8; 9] {
+        let mut k = [HEADER; 9];
+        k[1..].copy_from_slice(&height.to_be_bytes());
+        k
+    }
+
+    /// `r` + height + index.
+    pub fn record(height: u64, index: u32) -> [u8; 13] {
+        let mut k = [RECORD; 13];
+        k[1..9].copy_from_slice(&height.to_be_bytes());
+        k[9..].copy_from_slice(&index.to_be_bytes());
+        k
+    }
+
+    /// `r` + height: the prefix of one block's records.
+    pub fn records(height: u64) -> [u8; 9] {
+        let mut k = [RECORD; 9];
+        k[1..].copy_from_slice(&height.to_be_bytes());
+        k
+    }
+
+    /// `t` + tree size.
+    pub fn tree_head(size: u64) -> [u8; 9] {
+        let mut k = [TREE_HEAD; 9];
+        k[1..].copy_from_slice(&size.to_be_bytes());
+        k
+    }
+}
+
+/// When the open block is sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealPolicy {
+    /// Seal once the block holds this many readings.
+    pub max_readings: u64,
+    /// Seal once the block has been open this long.
+    pub max_age: Duration,
+}
+
+impl Default for SealPolicy {
+    /// One block a minute at 1 Hz vitals: fine-grained enough for proofs,
+    /// coarse enough that headers stay a small fraction of the data.
+    fn default() -> Self {
+        SealPolicy {
+            max_readings: 4096,
+            max_age: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The ledger failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The disk (or quota) is full.
+    #[error("ledger at {path}: disk full: {detail}")]
+    Full {
+        /// The ledger's directory.
+        path: PathBuf,
+        /// The operating system's message.
+        detail: String,
+    },
+    /// Any other storage failure.
+    #[error("ledger at {path}: {detail}")]
+    Storage {
+        /// The ledger's directory.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// The ledger was written by another gateway identity.
+    #[error(
+        "ledger at {path} belongs to gateway key {found}, not to this identity ({expected}); point the config at this gateway's own identity key or ledger directory"
+    )]
+    WrongIdentity {
+        /// The ledger's directory.
+        path: PathBuf,
+        /// This identity's key id.
+        expected: KeyId,
+        /// The ledger's key id.
+        found: KeyId,
+    },
+    /// Stored data is not what this ledger wrote.
+    #[error("ledger at {path}: {detail}; run `vitalgate verify` to locate the damage")]
+    Corrupt {
+        /// The ledger's directory.
+        path: PathBuf,
+        /// What is inconsistent.
+        detail: String,
+    },
+    /// There is no recipient to encrypt for.
+    #[error("no recipients configured: nobody could ever read the readings")]
+    NoRecipients,
+}
+
+/// What sealing produced.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    /// The block's header.
+    pub header: BlockHeader,
+    /// The block's hash (the log entry).
+    pub hash: Hash,
+    /// The new tree head.
+    pub tree_head: TreeHead,
+}
+
+/// The block being filled.
+struct OpenBlock {
+    height: u64,
+    /// `None` for a block found open after a crash: it takes no more records.
+    key: Option<ContentKey>,
+    recipients: Vec<Vec<u8>>,
+    leaves: Vec<Hash>,
+    readings: u64,
+    first: Timestamp,
+    last: Timestamp,
+    opened: Instant,
+}
+
+/// A series: one device's one vital.
+type Series = (Arc<str>, Vital);
+
+/// The writer side of the ledger.
+pub struct Ledger {
+    path: PathBuf,
+    db: sled::Db,
+    tree: sled::Tree,
+    identity: IdentityKey,
+    gateway: KeyId,
+    recipients: Vec<RecipientPublic>,
+    policy: SealPolicy,
+    size: u64,
+    last_hash: Hash,
+    frontier: Frontier,
+    open: Option<OpenBlock>,
+    watermarks: HashMap<Series, Timestamp>,
+}
+
+/// Readings stored in one record alongside its bytes, so a block found
+/// open after a crash can be sealed without its key (see `docs/FORMAT.md`).
+const RECORD_PREFIX: usize = 4 + 8 + 8;
+
+impl Ledger {
+    /// Open (or create) the ledger in `path`. A block left open by a crash
+    /// is sealed now, with reason `recovery`.
+    pub fn open(
+        path: &Path,
+        identity: IdentityKey,
+        recipients: Vec<RecipientPublic>,
+        policy: SealPolicy,
+    ) -> Result<Ledger, LedgerError> {
+        if recipients.is_empty() {
+            return Err(LedgerError::NoRecipients);
+        }
+        let (db, tree) = open_db(path)?;
+        let gateway = identity.kid();
+        let storage = |e| storage_error(path, e);
+        match tree.get(keys::META).map_err(storage)? {
+            Some(meta) => {
+                let found = read_meta(&meta).map_err(|e| corrupt(path, e))?;
+                if found != gateway {
+                    return Err(LedgerError::WrongIdentity {
+                        path: path.to_path_buf(),
+                        expected: gateway,
+                        found,
+                    });
+                }
+            }
+            None => {
+                let meta = MapBuilder::new()
+                    .field(0, META_KIND)
+                    .field(1, Value::Bytes(gateway.0.to_vec()))
+                    .build();
+                tree.insert(keys::META, cbor::encode(&meta))
+                    .map_err(storage)?;
+                db.flush().map_err(storage)?;
+            }
+        }
+        let (size, last_hash, frontier) = match tree.get(keys::STATE).map_err(storage)? {
+            Some(state) => read_state(&state).map_err(|e| corrupt(path, e))?,
+            None => (0, [0; 32], Frontier::new()),
+        };
+        let mut ledger = Ledger {
+            path: path.to_path_buf(),
+            db,
+            tree,
+            identity,
+            gateway,
+            recipients,
+            policy,
+            size,
+            last_hash,
+            frontier,
+            open: None,
+            watermarks: HashMap::new(),
+        };
+        ledger.check_tip()?;
+        ledger.load_watermarks()?;
+        ledger.recover_open_block()?;
+        Ok(ledger)
+    }
+
+    /// The directory the ledger lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Blocks sealed so far (the log's size).
+    pub fn blocks(&self) -> u64 {
+        self.size
+    }
+
+    /// Readings in the open block.
+    pub fn open_readings(&self) -> u64 {
+        self.open.as_ref().map_or(0, |b| b.readings)
+    }
+
+    /// The latest stored device time of every series, for recognising
+    /// readings a broker redelivers after a restart.
+    pub fn watermarks(&self) -> impl Iterator<Item = (&Arc<str>, Vital, Timestamp)> {
+        self.watermarks.iter().map(|((d, v), t)| (d, *v, *t))
+    }
+
+    /// Bytes the ledger occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Append each non-empty batch as one record of the open block, in one
+    /// atomic write and one fsync. `Ok` means durable.
+    pub fn append(&mut self, batches: &[&[Reading]], now: Timestamp) -> Result<(), LedgerError> {
+        if batches.iter().all(|b| b.is_empty()) {
+            return Ok(());
+        }
+        let mut write = sled::Batch::default();
+        if self.open.as_ref().is_some_and(|b| b.key.is_none()) {
+            // A block recovered at start whose sealing failed: seal it
+            // before starting the next.
+            self.seal(SealReason::Recovery, now)?;
+        }
+        // A new block is only kept once its first records are written.
+        let fresh = match self.open {
+            Some(_) => None,
+            None => Some(self.new_block(&mut write)?),
+        };
+        let Some(block) = fresh.as_ref().or(self.open.as_ref()) else {
+            return Err(corrupt(&self.path, "no open block after opening one"));
+        };
+        let Some(key) = block.key.as_ref() else {
+            return Err(corrupt(&self.path, "the open block has no content key"));
+        };
+        let height = block.height;
+        let mut index = u32::try_from(block.leaves.len()).unwrap_or(u32::MAX);
+        let mut leaves = Vec::with_capacity(batches.len());
+        let (mut readings, mut first, mut last) = (0u64, block.first, block.last);
+        let mut touched: HashMap<Series, Timestamp> = HashMap::new();
+        let mut plain = Vec::new();
+        for batch in batches.iter().filter(|b| !b.is_empty()) {
+            if index == u32::MAX {
+                return Err(corrupt(&self.path, "a block cannot hold more records"));
+            }
+            plain.clear();
+            packing::pack(batch, &mut plain);
+            let record_key = RecordKey::derive(key, height, index);
+            let record = cose::encrypt_record(&record_key, &self.gateway, height, index, &plain)
+                .map_err(|e| corrupt(&self.path, format!("cannot encrypt a record: {e}")))?;
+            let (b_first, b_last) = time_range(batch);
+            let mut value = Vec::with_capacity(RECORD_PREFIX + record.len());
+            value.extend_from_slice(&(batch.len() as u32).to_be_bytes());
+            value.extend_from_slice(&b_first.0.to_be_bytes());
+            value.extend_from_slice(&b_last.0.to_be_bytes());
+            value.extend_from_slice(&record);
+            write.insert(&keys::record(height, index)[..], value);
+            leaves.push(merkle::leaf_hash(&record));
+            if readings == 0 && block.readings == 0 {
+                first = b_first;
+                last = b_last;
+            } else {
+                first = first.min(b_first);
+                last = last.max(b_last);
+            }
+            readings += batch.len() as u64;
+            index += 1;
+            for r in batch.iter() {
+                if let Some(t) = r.device_time {
+                    let series = (Arc::clone(&r.device), r.vital);
+                    let known = touched
+                        .get(&series)
+                        .or_else(|| self.watermarks.get(&series))
+                        .copied();
+                    if known.is_none_or(|k| t > k) {
+                        touched.insert(series, t);
+                    }
+                }
+            }
+        }
+        for ((device, vital), t) in &touched {
+            write.insert(watermark_key(device, *vital), &t.0.to_be_bytes());
+        }
+        self.tree
+            .apply_batch(write)
+            .map_err(|e| storage_error(&self.path, e))?;
+        // Applied: sled now holds it, so memory follows even if the fsync
+        // below fails (the next successful flush makes it durable).
+        if let Some(b) = fresh {
+            self.open = Some(b);
+        }
+        if let Some(b) = self.open.as_mut() {
+            b.leaves.extend_from_slice(&leaves);
+            b.readings += readings;
+            b.first = first;
+            b.last = last;
+        }
+        self.watermarks.extend(touched);
+        self.flush()
+    }
+
+    /// Seal the open block if the policy says it is time.
+    pub fn seal_if_due(&mut self, now: Timestamp) -> Result<Option<Sealed>, LedgerError> {
+        let due = match &self.open {
+            Some(b) if b.key.is_none() => Some(SealReason::Recovery),
+            Some(b) if b.readings >= self.policy.max_readings => Some(SealReason::Size),
+            Some(b) if b.opened.elapsed() >= self.policy.max_age => Some(SealReason::Age),
+            _ => None,
+        };
+        match due {
+            Some(reason) => self.seal(reason, now),
+            None => Ok(None),
+        }
+    }
+
+    /// Seal the open block now (nothing to do without one).
+    pub fn seal(
+        &mut self,
+        reason: SealReason,
+        now: Timestamp,
+    ) -> Result<Option<Sealed>, LedgerError> {
+        let Some(block) = &self.open else {
+            return Ok(None);
+        };
+        let header = BlockHeader {
+            gateway: self.gateway,
+            height: block.height,
+            prev: self.last_hash,
+            first: block.first,
+            last: block.last,
+            readings: block.readings,
+            records: u32::try_from(block.leaves.len()).unwrap_or(u32::MAX),
+            records_root: merkle::root(&block.leaves),
+            recipients: block.recipients.clone(),
+            sealed_at: now,
+            reason,
+        };
+        let signed = header.sign(&self.identity);
+        let hash = block_hash(&signed);
+        let mut frontier = self.frontier.clone();
+        frontier.push(merkle::leaf_hash(&hash));
+        let tree_head = TreeHead {
+            gateway: self.gateway,
+            size: self.size + 1,
+            root: frontier.root(),
+            time: now,
+        };
+        let mut write = sled::Batch::default();
+        write.insert(&keys::header(header.height)[..], signed);
+        write.insert(
+            &keys::tree_head(tree_head.size)[..],
+            tree_head.sign(&self.identity),
+        );
+        write.insert(keys::STATE, encode_state(tree_head.size, &hash, &frontier));
+        write.remove(keys::OPEN);
+        self.tree
+            .apply_batch(write)
+            .map_err(|e| storage_error(&self.path, e))?;
+        // Dropping the open block drops (and zeroizes) its content key.
+        self.open = None;
+        self.size = tree_head.size;
+        self.last_hash = hash;
+        self.frontier = frontier;
+        self.flush()?;
+        Ok(Some(Sealed {
+            header,
+            hash,
+            tree_head,
+        }))
+    }
+
+    /// Make everything applied so far durable.
+    pub fn flush(&self) -> Result<(), LedgerError> {
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| storage_error(&self.path, e))
+    }
+
+    /// Prepare a new open block: a fresh content key, wrapped for every
+    /// recipient, and its marker written in the same batch as its first
+    /// records.
+    fn new_block(&self, write: &mut sled::Batch) -> Result<OpenBlock, LedgerError> {
+        let key = ContentKey::generate();
+        let recipients = self
+            .recipients
+            .iter()
+            .map(|r| cose::wrap(&key, r))
+            .collect::<Result<Vec<_>, CoseError>>()
+            .map_err(|e| LedgerError::Storage {
+                path: self.path.clone(),
+                detail: format!("could not wrap the content key: {e}"),
+            })?;
+        let now = Timestamp::now();
+        write.insert(keys::OPEN, encode_open(self.size, &recipients, now));
+        Ok(OpenBlock {
+            height: self.size,
+            key: Some(key),
+            recipients,
+            leaves: Vec::new(),
+            readings: 0,
+            first: Timestamp(0),
+            last: Timestamp(0),
+            opened: Instant::now(),
+        })
+    }
+
+    /// The stored tip must be the block the state says it is.
+    fn check_tip(&self) -> Result<(), LedgerError> {
+        if self.size == 0 {
+            return Ok(());
+        }
+        let tip = self
+            .tree
+            .get(keys::header(self.size - 1))
+            .map_err(|e| storage_error(&self.path, e))?;
+        match tip {
+            Some(signed) if block_hash(&signed) == self.last_hash => Ok(()),
+            Some(_) => Err(corrupt(
+                &self.path,
+                format!(
+                    "block {} does not match the log state's last hash",
+                    self.size - 1
+                ),
+            )),
+            None => Err(corrupt(
+                &self.path,
+                format!(
+                    "the log state counts {} blocks but block {} is missing",
+                    self.size,
+                    self.size - 1
+                ),
+            )),
+        }
+    }
+
+    fn load_watermarks(&mut self) -> Result<(), LedgerError> {
+        for item in self.tree.scan_prefix([keys::WATERMARK]) {
+            let (k, v) = item.map_err(|e| storage_error(&self.path, e))?;
+            let parsed = parse_watermark(&k).zip(<[u8; 8]>::try_from(v.as_ref()).ok());
+            let Some(((device, vital), t)) = parsed else {
+                return Err(corrupt(&self.path, "a malformed watermark entry"));
+            };
+            self.watermarks
+                .insert((device, vital), Timestamp(i64::from_be_bytes(t)));
+        }
+        Ok(())
+    }
+
+    /// Rebuild a block a crash left open and seal it.
+    fn recover_open_block(&mut self) -> Result<(), LedgerError> {
+        let Some(open) = self
+            .tree
+            .get(keys::OPEN)
+            .map_err(|e| storage_error(&self.path, e))?
+        else {
+            return Ok(());
+        };
+        let (height, recipients) = read_open(&open).map_err(|e| corrupt(&self.path, e))?;
+        if height != self.size {
+            return Err(corrupt(
+                &self.path,
+                format!(
+                    "the open block has height {height} but the log holds {} blocks",
+                    self.size
+                ),
+            ));
+        }
+        let mut block = OpenBlock {
+            height,
+            key: None,
+            recipients,
+            leaves: Vec::new(),
+            readings: 0,
+            first: Timestamp(0),
+            last: Timestamp(0),
+            opened: Instant::now(),
+        };
+        for (i, item) in self.tree.scan_prefix(keys::records(height)).enumerate() {
+            let (k, v) = item.map_err(|e| storage_error(&self.path, e))?;
+            let (count, first, last, record) = split_record_value(&v)
+                .filter(|_| k.as_ref() == keys::record(height, i as u32))
+                .ok_or_else(|| {
+                    corrupt(
+                        &self.path,
+                        format!(
+                            "record {i} of the open block {height} is malformed or out of place"
+                        ),
+                    )
+                })?;
+            block.leaves.push(merkle::leaf_hash(record));
+            if block.readings == 0 {
+                (block.first, block.last) = (first, last);
+            } else {
+                block.first = block.first.min(first);
+                block.last = block.last.max(last);
+            }
+            block.readings += u64::from(count);
+        }
+        if block.leaves.is_empty() {
+            // The marker is written with the first records, so this is
+            // not a state the ledger leaves; clear it rather than seal an
+            // empty block.
+            self.tree
+                .remove(keys::OPEN)
+                .map_err(|e| storage_error(&self.path, e))?;
+            return self.flush();
+        }
+        self.open = Some(block);
+        self.seal(SealReason::Recovery, Timestamp::now())?;
+        Ok(())
+    }
+}
+
+fn open_db(path: &Path) -> Result<(sled::Db, sled::Tree), LedgerError> {
+    let db = sled::Config::new()
+        .path(path)
+        // sled's default cache is 1 GiB; a Pi has less to spare.
+        .cache_capacity(16 * 1024 * 1024)
+        // Durability is explicit (one fsync per group commit); the
+        // background flush would only add writes.
+        .flush_every_ms(None)
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                LedgerError::Storage {
+                    path: path.to_path_buf(),
+                    detail: "in use by another process (a running gateway?); stop it first".into(),
+                }
+            }
+            e => storage_error(path, e),
+        })?;
+    let tree = db.open_tree("ledger").map_err(|e| storage_error(path, e))?;
+    Ok((db, tree))
+}
+
+/// Open the ledger's sled tree for reading (verify, open, prove).
+pub(crate) fn open_tree(path: &Path) -> Result<(sled::Db, sled::Tree), LedgerError> {
+    if !path.join("conf").exists() {
+        return Err(LedgerError::Storage {
+            path: path.to_path_buf(),
+            detail: "no ledger here".into(),
+        });
+    }
+    open_db(path)
+}
+
+fn storage_error(path: &Path, e: sled::Error) -> LedgerError {
+    match e {
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::StorageFull
+                || io.kind() == std::io::ErrorKind::QuotaExceeded =>
+        {
+            LedgerError::Full {
+                path: path.to_path_buf(),
+                detail: io.to_string(),
+            }
+        }
+        e => LedgerError::Storage {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        },
+    }
+}
+
+fn corrupt(path: &Path, detail: impl ToString) -> LedgerError {
+    LedgerError::Corrupt {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    }
+}
+
+fn time_range(batch: &[Reading]) -> (Timestamp, Timestamp) {
+    let first = batch
+        .iter()
+        .map(|r| r.gateway_time)
+        .min()
+        .unwrap_or(Timestamp(0));
+    let last = batch
+        .iter()
+        .map(|r| r.gateway_time)
+        .max()
+        .unwrap_or(Timestamp(0));
+    (first, last)
+}
+
+/// Split a stored record value into (readings, first, last, record bytes).
+pub(crate) fn split_record_value(v: &[u8]) -> Option<(u32, Timestamp, Timestamp, &[u8])> {
+    let count = u32::from_be_bytes(v.get(0..4)?.try_into().ok()?);
+    let first = i64::from_be_bytes(v.get(4..12)?.try_into().ok()?);
+    let last = i64::from_be_bytes(v.get(12..20)?.try_into().ok()?);
+    Some((
+        count,
+        Timestamp(first),
+        Timestamp(last),
+        v.get(RECORD_PREFIX..)?,
+    ))
+}
+
+fn watermark_key(device: &str, vital: Vital) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + device.len());
+    k.push(keys::WATERMARK);
+    k.extend_from_slice(&(device.len() as u16).to_be_bytes());
+    k.extend_from_slice(device.as_bytes());
+    k.push(packing::vital_code(vital));
+    k
+}
+
+fn parse_watermark(k: &[u8]) -> Option<Series> {
+    let len = usize::from(u16::from_be_bytes(k.get(1..3)?.try_into().ok()?));
+    let device = std::str::from_utf8(k.get(3..3 + len)?).ok()?;
+    let vital = packing::vital_from_code(*k.get(3 + len)?)?;
+    (k.len() == 4 + len).then(|| (Arc::from(device), vital))
+}
+
+pub(crate) fn read_meta(v: &[u8]) -> Result<KeyId, CborError> {
+    let value = cbor::decode_strict("ledger metadata", v)?;
+    let m = MapReader::new("ledger metadata", &value, &[0, 1])?;
+    if m.text(0)? != META_KIND {
+        return Err(CborError::Kind {
+            what: "ledger metadata",
+            detail: "unknown ledger format".into(),
+        });
+    }
+    Ok(KeyId(m.bytes(1)?))
+}
+
+fn encode_state(size: u64, last: &Hash, frontier: &Frontier) -> Vec<u8> {
+    let nodes = frontier
+        .nodes()
+        .iter()
+        .map(|h| Value::Bytes(h.to_vec()))
+        .collect::<Vec<_>>();
+    cbor::encode(
+        &MapBuilder::new()
+            .field(0, STATE_KIND)
+            .field(1, size)
+            .field(2, Value::Bytes(last.to_vec()))
+            .field(3, Value::Array(nodes))
+            .build(),
+    )
+}
+
+pub(crate) fn read_state(v: &[u8]) -> Result<(u64, Hash, Frontier), CborError> {
+    const WHAT: &str = "log state";
+    let value = cbor::decode_strict(WHAT, v)?;
+    let m = MapReader::new(WHAT, &value, &[0, 1, 2, 3])?;
+    if m.text(0)? != STATE_KIND {
+        return Err(CborError::Kind {
+            what: WHAT,
+            detail: "unknown log state format".into(),
+        });
+    }
+    let size = m.uint(1)?;
+    let nodes = m
+        .array(3)?
+        .iter()
+        .map(|n| {
+            n.as_bytes()
+                .and_then(|b| <Hash>::try_from(b.as_slice()).ok())
+        })
+        .collect::<Option<Vec<Hash>>>()
+        .ok_or(CborError::Field {
+            what: WHAT,
+            key: 3,
+            detail: "expected 32-byte hashes",
+        })?;
+    let frontier = Frontier::from_nodes(size, nodes).ok_or(CborError::Field {
+        what: WHAT,
+        key: 3,
+        detail: "the frontier does not fit the size",
+    })?;
+    Ok((size, m.bytes(2)?, frontier))
+}
+
+fn encode_open(height: u64, recipients: &[Vec<u8>], opened: Timestamp) -> Vec<u8> {
+    let recipients = recipients
+        .iter()
+        .map(|r| ciborium::from_reader::<Value, _>(r.as_slice()).unwrap_or(Value::Null))
+        .collect::<Vec<_>>();
+    cbor::encode(
+        &MapBuilder::new()
+            .field(0, OPEN_KIND)
+            .field(1, height)
+            .field(2, Value::Array(recipients))
+            .field(3, opened.0)
+            .build(),
+    )
+}
+
+pub(crate) fn read_open(v: &[u8]) -> Result<(u64, Vec<Vec<u8>>), CborError> {
+    const WHAT: &str = "open block";
+    let value = cbor::decode_strict(WHAT, v)?;
+    let m = MapReader::new(WHAT, &value, &[0, 1, 2, 3])?;
+    if m.text(0)? != OPEN_KIND {
+        return Err(CborError::Kind {
+            what: WHAT,
+            detail: "unknown open-block format".into(),
+        });
+    }
+    let recipients = m.array(2)?.iter().map(cbor::encode).collect();
+    Ok((m.uint(1)?, recipients))
+}

@@ -1,0 +1,199 @@
+//! The reader side of the ledger: what `verify`, `open` and `prove` walk.
+//!
+//! It reads what is on disk without trusting it: the verifier decides what
+//! is valid. sled locks its directory, so a ledger is read while the
+//! gateway that writes it is stopped (or from a copy).
+
+use crate::block::block_hash;
+use crate::crypto::keys::KeyId;
+use crate::ledger::{self, LedgerError, keys, split_record_value};
+use crate::merkle::{self, Hash};
+use std::path::{Path, PathBuf};
+
+/// A ledger opened for reading.
+pub struct LedgerReader {
+    path: PathBuf,
+    _db: sled::Db,
+    tree: sled::Tree,
+}
+
+/// The log state as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogState {
+    /// Blocks sealed.
+    pub size: u64,
+    /// Hash of the last sealed block.
+    pub last: Hash,
+}
+
+/// One stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Index within its block (from the key).
+    pub index: u32,
+    /// The COSE_Encrypt0 bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl LedgerReader {
+    /// Open the ledger in `path`.
+    pub fn open(path: &Path) -> Result<LedgerReader, LedgerError> {
+        let (db, tree) = ledger::open_tree(path)?;
+        Ok(LedgerReader {
+            path: path.to_path_buf(),
+            _db: db,
+            tree,
+        })
+    }
+
+    /// The directory read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn storage(&self, e: sled::Error) -> LedgerError {
+        LedgerError::Storage {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// The key id the ledger was created for, if its metadata is readable.
+    pub fn gateway(&self) -> Result<Option<KeyId>, LedgerError> {
+        let Some(meta) = self.tree.get(keys::META).map_err(|e| self.storage(e))? else {
+            return Ok(None);
+        };
+        ledger::read_meta(&meta)
+            .map(Some)
+            .map_err(|e| LedgerError::Corrupt {
+                path: self.path.clone(),
+                detail: e.to_string(),
+            })
+    }
+
+    /// The log state: how many blocks the ledger says it sealed.
+    pub fn state(&self) -> Result<Option<LogState>, LedgerError> {
+        let Some(state) = self.tree.get(keys::STATE).map_err(|e| self.storage(e))? else {
+            return Ok(None);
+        };
+        let (size, last, _) = ledger::read_state(&state).map_err(|e| LedgerError::Corrupt {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        })?;
+        Ok(Some(LogState { size, last }))
+    }
+
+    /// The first block height above `height` that has records stored.
+    pub fn records_after(&self, height: u64) -> Result<Option<u64>, LedgerError> {
+        let Some(next) = height.checked_add(1) else {
+            return Ok(None);
+        };
+        let end = [keys::RECORD + 1];
+        let first = self
+            .tree
+            .range(keys::records(next).to_vec()..end.to_vec())
+            .next()
+            .transpose()
+            .map_err(|e| self.storage(e))?;
+        Ok(first.and_then(|(k, _)| k.get(1..9)?.try_into().ok().map(u64::from_be_bytes)))
+    }
+
+    /// Every stored signed header, by the height in its key, in order.
+    pub fn headers(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>), LedgerError>> + '_ {
+        self.tree.scan_prefix([keys::HEADER]).map(move |item| {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let height = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .filter(|_| k.len() == 9)
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    detail: "a header key of the wrong length".into(),
+                })?;
+            Ok((height, v.to_vec()))
+        })
+    }
+
+    /// The signed header at `height`.
+    pub fn header(&self, height: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self
+            .tree
+            .get(keys::header(height))
+            .map_err(|e| self.storage(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The records stored under `height`, in key order. A record whose
+    /// stored value is malformed is returned with its raw bytes, so the
+    /// verifier reports it rather than the reader hiding it.
+    pub fn records(&self, height: u64) -> Result<Vec<StoredRecord>, LedgerError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(keys::records(height)) {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let index = k
+                .get(9..13)
+                .and_then(|b| b.try_into().ok())
+                .filter(|_| k.len() == 13)
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    detail: format!("a record key of the wrong length in block {height}"),
+                })?;
+            let bytes = split_record_value(&v)
+                .map(|(_, _, _, r)| r.to_vec())
+                .unwrap_or_else(|| v.to_vec());
+            out.push(StoredRecord { index, bytes });
+        }
+        Ok(out)
+    }
+
+    /// Every stored signed tree head, by tree size, in order.
+    pub fn tree_heads(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>), LedgerError>> + '_ {
+        self.tree.scan_prefix([keys::TREE_HEAD]).map(move |item| {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let size = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .filter(|_| k.len() == 9)
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    detail: "a tree head key of the wrong length".into(),
+                })?;
+            Ok((size, v.to_vec()))
+        })
+    }
+
+    /// The signed tree head for `size`.
+    pub fn tree_head(&self, size: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self
+            .tree
+            .get(keys::tree_head(size))
+            .map_err(|e| self.storage(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The leaf hashes of the block log: leaf_hash(block hash) of every
+    /// stored header from height 0 while heights are contiguous.
+    pub fn log_leaves(&self) -> Result<Vec<Hash>, LedgerError> {
+        let mut leaves = Vec::new();
+        for item in self.headers() {
+            let (height, signed) = item?;
+            if height != leaves.len() as u64 {
+                break;
+            }
+            leaves.push(merkle::leaf_hash(&block_hash(&signed)));
+        }
+        Ok(leaves)
+    }
+
+    /// Height of the block a crash (or a running gateway) left open.
+    pub fn open_block(&self) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self
+            .tree
+            .get(keys::OPEN)
+            .map_err(|e| self.storage(e))?
+            .map(|v| v.to_vec()))
+    }
+}
