@@ -1,11 +1,16 @@
 //! End-to-end MQTT ingest throughput: a QoS 1 publisher on localhost, a
 //! Mosquitto broker (started here, as a deployment would run one), and the
-//! gateway decoding, checking, counting and committing (group commit) every
-//! reading, acknowledging each message after its commit.
+//! gateway decoding, checking, counting and committing every reading to the
+//! ledger — packed, encrypted, written to sled and fsynced, one group
+//! commit at a time — acknowledging each message after its commit. Blocks
+//! are sealed (signed, logged) on the default policy as it goes.
 //!
 //! Run: `cargo bench --bench ingest` (release build; needs `mosquitto`,
 //! which `.ci/run` installs). Prints readings per second sustained over the
-//! whole run, from the first publish to the last reading committed.
+//! whole run, from the first publish to the last reading committed, the
+//! group commits (fsyncs) it took, and the ledger's bytes per reading. The
+//! ledger lives in the system's temporary folder: put TMPDIR on the disk
+//! you want to measure.
 //!
 //! Why not the embedded broker: rumqttd keeps a bounded in-memory log per
 //! topic and serves a lagging subscriber's topics unevenly; under a burst of
@@ -20,8 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use vitalgate::Gateway;
-use vitalgate::config::{Config, Device, IngestConfig, MqttConfig};
-use vitalgate::store::VolatileStore;
+use vitalgate::config::{ChainConfig, Config, Device, IngestConfig, MqttConfig};
+use vitalgate_chain::SealPolicy;
+use vitalgate_chain::crypto::keys::{IdentityKey, RecipientKey};
 use vitalgate_devices::profile::Profile;
 use vitalgate_devices::{Format, Snapshot, Timestamp, Vital};
 
@@ -97,10 +103,24 @@ async fn bench() {
         },
         embedded_broker: None,
         ingest: IngestConfig::default(),
+        chain: ChainConfig {
+            directory: dir.join("ledger"),
+            identity: dir.join("identity.key"),
+            recipients: vec![
+                RecipientKey::generate().unwrap().public(),
+                RecipientKey::generate().unwrap().public(),
+            ],
+            seal: SealPolicy::default(),
+        },
         devices,
     };
+    IdentityKey::generate()
+        .unwrap()
+        .save_new(&config.chain.identity)
+        .unwrap();
+    let ledger = vitalgate::store::open_ledger(&config.chain).unwrap();
     let cancel = CancellationToken::new();
-    let gateway = Gateway::start(&config, VolatileStore, cancel.clone()).unwrap();
+    let gateway = Gateway::start(&config, ledger, cancel.clone()).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Pre-encode every message: the benchmark measures the gateway, not
@@ -171,8 +191,9 @@ async fn bench() {
     }
     let secs = start.elapsed().as_secs_f64();
     let ingest = gateway.ingest.borrow().clone();
+    let commits = store.borrow().commits;
     println!(
-        "mqtt ingest: {total} readings in {} messages ({readings_per_message} per SenML pack, {DEVICES} devices) in {secs:.2} s = {:.0} readings/s ({:.0} messages/s); rejected {}",
+        "mqtt ingest: {total} readings in {} messages ({readings_per_message} per SenML pack, {DEVICES} devices) in {secs:.2} s = {:.0} readings/s ({:.0} messages/s); {commits} group commits (fsyncs); rejected {}",
         DEVICES * MESSAGES_PER_DEVICE,
         total as f64 / secs,
         (DEVICES * MESSAGES_PER_DEVICE) as f64 / secs,
@@ -180,6 +201,13 @@ async fn bench() {
     );
     cancel.cancel();
     gateway.join().await;
+    let s = store.borrow().clone();
+    println!(
+        "ledger: {} blocks, {} bytes on disk = {:.1} bytes/reading (sled, before compaction)",
+        s.blocks,
+        s.bytes,
+        s.bytes as f64 / total as f64
+    );
     let _ = broker.kill();
     let _ = broker.wait();
     let _ = std::fs::remove_dir_all(&dir);

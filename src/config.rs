@@ -595,7 +595,7 @@ profile = "device-profiles/senml-wearable.toml"
         let bad = no_recipients.replace("[]", "[\"x25519:nope\"]");
         let e = parse_without_chain(&format!("{bad}{GOOD}")).unwrap_err();
         assert_eq!(e.key, "chain.recipients[0]");
-        let c = parse(&format!("{GOOD}")).unwrap();
+        let c = parse(GOOD).unwrap();
         assert_eq!(c.chain.directory, profiles_dir().join("ledger"));
         assert_eq!(c.chain.seal, SealPolicy::default());
     }

@@ -140,7 +140,7 @@ fn stop_gateway(mut child: Child) {
 /// Every stored reading, keyed by (vital, device time), with its count.
 fn stored_readings(dir: &Path) -> BTreeMap<(String, i64), u32> {
     let reader = LedgerReader::open(&dir.join("ledger")).unwrap();
-    let key = RecipientKey::load(&dir.join("recipient.key")).unwrap();
+    let key = RecipientKey::load(dir.join("recipient.key")).unwrap();
     let mut heights: Vec<u64> = reader.headers().map(|h| h.unwrap().0).collect();
     if reader.open_block().unwrap().is_some() {
         heights.push(heights.last().map_or(0, |h| h + 1));
@@ -217,7 +217,7 @@ async fn acknowledged_readings_survive_kill_9_at_any_instant_and_are_stored_exac
     // The ledger verifies, and the kills did leave blocks open that were
     // sealed on restart.
     let reader = LedgerReader::open(&dir.path().join("ledger")).unwrap();
-    let identity = IdentityKey::load(&dir.path().join("identity.key")).unwrap();
+    let identity = IdentityKey::load(dir.path().join("identity.key")).unwrap();
     let summary = verify::verify(&reader, &identity.public()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(summary.readings, 2 * MESSAGES);
     let recovered = reader

@@ -77,7 +77,7 @@ pub fn ledger_chain(dir: &Path) -> ChainConfig {
         .save_new(&identity)
         .unwrap();
     let recipient = RecipientKey::generate().unwrap();
-    recipient.save_new(&dir.join("recipient.key")).unwrap();
+    recipient.save_new(dir.join("recipient.key")).unwrap();
     ChainConfig {
         directory: dir.join("ledger"),
         identity,

@@ -303,12 +303,12 @@ impl Ledger {
             return Err(corrupt(&self.path, "the open block has no content key"));
         };
         let height = block.height;
-        let mut index = u32::try_from(block.leaves.len()).unwrap_or(u32::MAX);
+        let next = u32::try_from(block.leaves.len()).unwrap_or(u32::MAX);
         let mut leaves = Vec::with_capacity(batches.len());
         let (mut readings, mut first, mut last) = (0u64, block.first, block.last);
         let mut touched: HashMap<Series, Timestamp> = HashMap::new();
         let mut plain = Vec::new();
-        for batch in batches.iter().filter(|b| !b.is_empty()) {
+        for (index, batch) in (next..).zip(batches.iter().filter(|b| !b.is_empty())) {
             if index == u32::MAX {
                 return Err(corrupt(&self.path, "a block cannot hold more records"));
             }
@@ -333,7 +333,6 @@ impl Ledger {
                 last = last.max(b_last);
             }
             readings += batch.len() as u64;
-            index += 1;
             for r in batch.iter() {
                 if let Some(t) = r.device_time {
                     let series = (Arc::clone(&r.device), r.vital);
