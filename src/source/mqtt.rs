@@ -360,6 +360,10 @@ async fn acknowledge(
     // again (marked DUP) when the source reconnects, with backoff, until
     // storage works again.
     let mut refused_on: Option<u64> = None;
+    // Storage that keeps refusing (a full disk) must not turn into a
+    // reconnect storm: wait longer before each reconnect, until a message
+    // is acknowledged again.
+    let mut hold_off = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     while let Some(p) = acks.recv().await {
         match p.stored.await {
             Ok(Ok(())) => {
@@ -372,11 +376,16 @@ async fn acknowledge(
                 if let Err(e) = client.ack(&p.publish).await {
                     tracing::warn!(error = %e, "cannot queue an MQTT acknowledgement");
                 }
+                hold_off.reset();
             }
             Ok(Err(e)) => {
                 if refused_on != Some(p.connection) {
                     refused_on = Some(p.connection);
-                    tracing::error!(error = %e, pkid = p.publish.pkid, "storage refused a message: not acknowledging it or anything after it; reconnecting so the broker delivers them again");
+                    let delay = hold_off.next_delay();
+                    if hold_off.attempts() == 1 {
+                        tracing::error!(error = %e, pkid = p.publish.pkid, "storage refused a message: not acknowledging it or anything after it; the broker keeps them and delivers them again after a reconnect");
+                    }
+                    tokio::time::sleep(delay).await;
                     if let Err(e) = client.try_disconnect() {
                         tracing::warn!(error = %e, "cannot request a disconnect");
                     }

@@ -24,7 +24,7 @@ pub use volatile::VolatileStore;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use vitalgate_devices::{Reading, Timestamp, Vital};
 
@@ -137,11 +137,57 @@ pub struct StageConfig {
     pub replay_window: usize,
 }
 
+/// How often a persisting storage failure is logged again.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// The stage's state between groups.
 struct Stage<S> {
     store: Option<S>,
     seen: Seen,
     snapshots: watch::Sender<StoreSnapshot>,
+    failure: FailureLog,
+}
+
+/// Says loudly when storage starts failing, then once a minute while it
+/// goes on (not once per refused message), and when it works again.
+#[derive(Default)]
+struct FailureLog {
+    since: Option<Instant>,
+    last_logged: Option<Instant>,
+    refused: u64,
+}
+
+impl FailureLog {
+    fn failed(&mut self, readings: usize, e: &StoreError) {
+        let now = Instant::now();
+        self.refused += readings as u64;
+        match (self.since, self.last_logged) {
+            (None, _) => {
+                self.since = Some(now);
+                self.last_logged = Some(now);
+                tracing::error!(readings, error = %e, "storage refuses readings: not acknowledging them; the broker keeps them until storage works again");
+            }
+            (Some(since), Some(last)) if now.duration_since(last) >= FAILURE_LOG_EVERY => {
+                self.last_logged = Some(now);
+                tracing::error!(failing_for_s = now.duration_since(since).as_secs(), refused = self.refused, error = %e, "storage still refuses readings");
+            }
+            _ => {}
+        }
+    }
+
+    /// True when this ends a failure.
+    fn worked(&mut self) -> bool {
+        let Some(since) = self.since.take() else {
+            return false;
+        };
+        tracing::warn!(
+            failed_for_s = since.elapsed().as_secs(),
+            refused = self.refused,
+            "storage works again; acknowledging resumes"
+        );
+        *self = FailureLog::default();
+        true
+    }
 }
 
 /// Run the storage stage until ingest drops its sender and the queue is
@@ -161,6 +207,7 @@ pub async fn run<S: ReadingStore>(
         store: Some(store),
         seen,
         snapshots,
+        failure: FailureLog::default(),
     };
     let mut maintain = tokio::time::interval(MAINTAIN_EVERY);
     maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -240,11 +287,13 @@ impl<S: ReadingStore> Stage<S> {
                 s.failing = Some(e.to_string());
             }
         });
-        if let Err(e) = &outcome {
-            tracing::error!(readings = stored, error = %e, "could not store readings; they stay unacknowledged and the broker keeps them");
-        } else if self.snapshots.borrow().failing.is_some() {
-            tracing::warn!("storage works again; acknowledging resumes");
-            self.snapshots.send_modify(|s| s.failing = None);
+        match &outcome {
+            Err(e) => self.failure.failed(stored, e),
+            Ok(()) => {
+                if self.failure.worked() {
+                    self.snapshots.send_modify(|s| s.failing = None);
+                }
+            }
         }
         for r in group.drain(..) {
             if let Some(done) = r.done {
@@ -305,7 +354,7 @@ impl<S: ReadingStore> Stage<S> {
             Ok((store, outcome, blocks, bytes)) => {
                 self.store = Some(store);
                 if let Err(e) = &outcome {
-                    tracing::error!(error = %e, "storage maintenance failed; retrying");
+                    self.failure.failed(0, e);
                 }
                 self.snapshots.send_modify(|s| {
                     s.blocks = blocks;

@@ -170,14 +170,24 @@ struct OpenBlock {
     opened: Instant,
 }
 
+/// The open sled database and the ledger's tree in it.
+struct Disk {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
 /// A series: one device's one vital.
 type Series = (Arc<str>, Vital);
 
 /// The writer side of the ledger.
 pub struct Ledger {
     path: PathBuf,
-    db: sled::Db,
-    tree: sled::Tree,
+    /// `None` only while being reopened.
+    disk: Option<Disk>,
+    /// A write or fsync failed: sled does not recover from that in place
+    /// (a full disk leaves it failing even once space returns), so the
+    /// next operation reopens the ledger from what is on disk.
+    broken: bool,
     identity: IdentityKey,
     gateway: KeyId,
     recipients: Vec<RecipientPublic>,
@@ -205,16 +215,41 @@ impl Ledger {
         if recipients.is_empty() {
             return Err(LedgerError::NoRecipients);
         }
-        let (db, tree) = open_db(path)?;
-        let gateway = identity.kid();
-        let storage = |e| storage_error(path, e);
+        let mut ledger = Ledger {
+            path: path.to_path_buf(),
+            disk: None,
+            broken: false,
+            gateway: identity.kid(),
+            identity,
+            recipients,
+            policy,
+            size: 0,
+            last_hash: [0; 32],
+            frontier: Frontier::new(),
+            open: None,
+            watermarks: HashMap::new(),
+        };
+        ledger.load()?;
+        Ok(ledger)
+    }
+
+    /// (Re)load everything from disk: metadata, log state, watermarks, and
+    /// a block left open (sealed now, without its key, as `recovery`).
+    fn load(&mut self) -> Result<(), LedgerError> {
+        // Drop the old handles first: sled locks its directory.
+        self.disk = None;
+        self.open = None;
+        self.watermarks.clear();
+        let path = self.path.clone();
+        let (db, tree) = open_db(&path)?;
+        let storage = |e| storage_error(&path, e);
         match tree.get(keys::META).map_err(storage)? {
             Some(meta) => {
-                let found = read_meta(&meta).map_err(|e| corrupt(path, e))?;
-                if found != gateway {
+                let found = read_meta(&meta).map_err(|e| corrupt(&path, e))?;
+                if found != self.gateway {
                     return Err(LedgerError::WrongIdentity {
-                        path: path.to_path_buf(),
-                        expected: gateway,
+                        path,
+                        expected: self.gateway,
                         found,
                     });
                 }
@@ -222,35 +257,52 @@ impl Ledger {
             None => {
                 let meta = MapBuilder::new()
                     .field(0, META_KIND)
-                    .field(1, Value::Bytes(gateway.0.to_vec()))
+                    .field(1, Value::Bytes(self.gateway.0.to_vec()))
                     .build();
                 tree.insert(keys::META, cbor::encode(&meta))
                     .map_err(storage)?;
                 db.flush().map_err(storage)?;
             }
         }
-        let (size, last_hash, frontier) = match tree.get(keys::STATE).map_err(storage)? {
-            Some(state) => read_state(&state).map_err(|e| corrupt(path, e))?,
+        (self.size, self.last_hash, self.frontier) = match tree.get(keys::STATE).map_err(storage)? {
+            Some(state) => read_state(&state).map_err(|e| corrupt(&path, e))?,
             None => (0, [0; 32], Frontier::new()),
         };
-        let mut ledger = Ledger {
-            path: path.to_path_buf(),
-            db,
-            tree,
-            identity,
-            gateway,
-            recipients,
-            policy,
-            size,
-            last_hash,
-            frontier,
-            open: None,
-            watermarks: HashMap::new(),
-        };
-        ledger.check_tip()?;
-        ledger.load_watermarks()?;
-        ledger.recover_open_block()?;
-        Ok(ledger)
+        self.disk = Some(Disk { db, tree });
+        self.check_tip()?;
+        self.load_watermarks()?;
+        self.recover_open_block()?;
+        self.broken = false;
+        Ok(())
+    }
+
+    /// Reopen after a failure, before doing anything else.
+    fn heal(&mut self) -> Result<(), LedgerError> {
+        if self.broken || self.disk.is_none() {
+            self.load()?;
+        }
+        Ok(())
+    }
+
+    /// Note a failure of `result` so the next operation reopens.
+    fn watch<T>(&mut self, result: Result<T, LedgerError>) -> Result<T, LedgerError> {
+        if matches!(
+            result,
+            Err(LedgerError::Full { .. } | LedgerError::Storage { .. })
+        ) {
+            self.broken = true;
+        }
+        result
+    }
+
+    fn tree(&self) -> Result<&sled::Tree, LedgerError> {
+        self.disk
+            .as_ref()
+            .map(|d| &d.tree)
+            .ok_or_else(|| LedgerError::Storage {
+                path: self.path.clone(),
+                detail: "not open (reopening after a failure)".into(),
+            })
     }
 
     /// The directory the ledger lives in.
@@ -276,7 +328,10 @@ impl Ledger {
 
     /// Bytes the ledger occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.disk
+            .as_ref()
+            .and_then(|d| d.db.size_on_disk().ok())
+            .unwrap_or(0)
     }
 
     /// Append each non-empty batch as one record of the open block, in one
@@ -285,11 +340,17 @@ impl Ledger {
         if batches.iter().all(|b| b.is_empty()) {
             return Ok(());
         }
+        self.heal()?;
+        let result = self.write_records(batches, now);
+        self.watch(result)
+    }
+
+    fn write_records(&mut self, batches: &[&[Reading]], now: Timestamp) -> Result<(), LedgerError> {
         let mut write = sled::Batch::default();
         if self.open.as_ref().is_some_and(|b| b.key.is_none()) {
             // A block recovered at start whose sealing failed: seal it
             // before starting the next.
-            self.seal(SealReason::Recovery, now)?;
+            self.seal_open(SealReason::Recovery, now)?;
         }
         // A new block is only kept once its first records are written.
         let fresh = match self.open {
@@ -349,7 +410,7 @@ impl Ledger {
         for ((device, vital), t) in &touched {
             write.insert(watermark_key(device, *vital), &t.0.to_be_bytes());
         }
-        self.tree
+        self.tree()?
             .apply_batch(write)
             .map_err(|e| storage_error(&self.path, e))?;
         // Applied: sled now holds it, so memory follows even if the fsync
@@ -369,6 +430,7 @@ impl Ledger {
 
     /// Seal the open block if the policy says it is time.
     pub fn seal_if_due(&mut self, now: Timestamp) -> Result<Option<Sealed>, LedgerError> {
+        self.heal()?;
         let due = match &self.open {
             Some(b) if b.key.is_none() => Some(SealReason::Recovery),
             Some(b) if b.readings >= self.policy.max_readings => Some(SealReason::Size),
@@ -383,6 +445,16 @@ impl Ledger {
 
     /// Seal the open block now (nothing to do without one).
     pub fn seal(
+        &mut self,
+        reason: SealReason,
+        now: Timestamp,
+    ) -> Result<Option<Sealed>, LedgerError> {
+        self.heal()?;
+        let result = self.seal_open(reason, now);
+        self.watch(result)
+    }
+
+    fn seal_open(
         &mut self,
         reason: SealReason,
         now: Timestamp,
@@ -421,7 +493,7 @@ impl Ledger {
         );
         write.insert(keys::STATE, encode_state(tree_head.size, &hash, &frontier));
         write.remove(keys::OPEN);
-        self.tree
+        self.tree()?
             .apply_batch(write)
             .map_err(|e| storage_error(&self.path, e))?;
         // Dropping the open block drops (and zeroizes) its content key.
@@ -438,11 +510,16 @@ impl Ledger {
     }
 
     /// Make everything applied so far durable.
-    pub fn flush(&self) -> Result<(), LedgerError> {
-        self.db
-            .flush()
-            .map(|_| ())
-            .map_err(|e| storage_error(&self.path, e))
+    pub fn flush(&mut self) -> Result<(), LedgerError> {
+        let result = match &self.disk {
+            Some(d) => {
+                d.db.flush()
+                    .map(|_| ())
+                    .map_err(|e| storage_error(&self.path, e))
+            }
+            None => self.tree().map(|_| ()),
+        };
+        self.watch(result)
     }
 
     /// Prepare a new open block: a fresh content key, wrapped for every
@@ -479,7 +556,7 @@ impl Ledger {
             return Ok(());
         }
         let tip = self
-            .tree
+            .tree()?
             .get(keys::header(self.size - 1))
             .map_err(|e| storage_error(&self.path, e))?;
         match tip {
@@ -503,7 +580,7 @@ impl Ledger {
     }
 
     fn load_watermarks(&mut self) -> Result<(), LedgerError> {
-        for item in self.tree.scan_prefix([keys::WATERMARK]) {
+        for item in self.tree()?.scan_prefix([keys::WATERMARK]) {
             let (k, v) = item.map_err(|e| storage_error(&self.path, e))?;
             let parsed = parse_watermark(&k).zip(<[u8; 8]>::try_from(v.as_ref()).ok());
             let Some(((device, vital), t)) = parsed else {
@@ -518,7 +595,7 @@ impl Ledger {
     /// Rebuild a block a crash left open and seal it.
     fn recover_open_block(&mut self) -> Result<(), LedgerError> {
         let Some(open) = self
-            .tree
+            .tree()?
             .get(keys::OPEN)
             .map_err(|e| storage_error(&self.path, e))?
         else {
@@ -544,7 +621,7 @@ impl Ledger {
             last: Timestamp(0),
             opened: Instant::now(),
         };
-        for (i, item) in self.tree.scan_prefix(keys::records(height)).enumerate() {
+        for (i, item) in self.tree()?.scan_prefix(keys::records(height)).enumerate() {
             let (k, v) = item.map_err(|e| storage_error(&self.path, e))?;
             let (count, first, last, record) = split_record_value(&v)
                 .filter(|_| k.as_ref() == keys::record(height, i as u32))
@@ -569,13 +646,13 @@ impl Ledger {
             // The marker is written with the first records, so this is
             // not a state the ledger leaves; clear it rather than seal an
             // empty block.
-            self.tree
+            self.tree()?
                 .remove(keys::OPEN)
                 .map_err(|e| storage_error(&self.path, e))?;
             return self.flush();
         }
         self.open = Some(block);
-        self.seal(SealReason::Recovery, Timestamp::now())?;
+        self.seal_open(SealReason::Recovery, Timestamp::now())?;
         Ok(())
     }
 }

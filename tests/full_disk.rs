@@ -1,0 +1,200 @@
+//! A full disk: the gateway stops acknowledging, says so (log line and the
+//! storage counters), keeps what it stored, and resumes when space returns
+//! — with nothing lost and nothing stored twice.
+//!
+//! The disk is real: a 4 MiB tmpfs mounted in a private mount namespace
+//! (`unshare --user --map-root-user --mount`, no privileges needed), which
+//! the test fills and empties while the real `vitalgate run` writes its
+//! ledger there. Messages go through the test's own Mosquitto, which holds
+//! what the gateway does not acknowledge.
+
+mod common;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BASE: u64 = 1_763_708_400;
+
+fn payload(i: u64) -> String {
+    format!(
+        r#"[{{"bn":"urn:dev:vitalgate:wear-1:","bt":{},"n":"heart_rate","u":"beat/min","v":{}}}]"#,
+        BASE + i,
+        60 + i % 40
+    )
+}
+
+async fn publish(client: &AsyncClient, range: std::ops::Range<u64>) {
+    for i in range {
+        client
+            .publish(
+                "vitalgate/wear-1/senml",
+                QoS::AtLeastOnce,
+                false,
+                payload(i),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+async fn wait_file(path: &Path, secs: u64) {
+    for _ in 0..secs * 10 {
+        if path.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {}", path.display());
+}
+
+fn unshare_works() -> bool {
+    Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_full_disk_the_gateway_stops_acknowledging_keeps_what_it_has_and_resumes_when_space_returns()
+ {
+    if !unshare_works() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "unshare (util-linux) with user namespaces is needed"
+        );
+        eprintln!("SKIPPED: cannot create a private mount namespace here");
+        return;
+    }
+    let Some(broker) = common::mosquitto::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let chain = common::ledger_chain(&keys);
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let config = dir.path().join("vitalgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"vitalgate-full-disk\"\n\n[chain]\ndirectory = \"{}\"\nidentity = \"{}\"\nrecipients = [\"{}\"]\nseal_interval_secs = 1\n\n[[device]]\nid = \"wear-1\"\npatient = \"patient-1\"\nprofile = \"{}\"\n",
+            broker.port,
+            disk.join("ledger").display(),
+            chain.identity.display(),
+            chain.recipients[0],
+            common::root().join("device-profiles/senml-wearable.toml").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        keys.join("identity.key.pub"),
+        format!(
+            "{}\n",
+            vitalgate_chain::crypto::keys::IdentityKey::load(&chain.identity)
+                .unwrap()
+                .public()
+        ),
+    )
+    .unwrap();
+    let step = |name: &str| dir.path().join(name);
+    // Inside the namespace: mount the small disk, run the gateway, fill and
+    // empty the disk on the test's signals, then check the ledger there
+    // (the mount is visible only inside).
+    let script = format!(
+        r#"set -u
+mount -t tmpfs -o size=4m tmpfs "{disk}" || exit 90
+"{bin}" run --config "{config}" 2>"{log}" & pid=$!
+touch "{started}"
+while [ ! -e "{fill}" ]; do sleep 0.1; done
+cat /dev/zero > "{disk}/filler" 2>/dev/null
+touch "{filled}"
+while [ ! -e "{free}" ]; do sleep 0.1; done
+rm "{disk}/filler"
+while [ ! -e "{stop}" ]; do sleep 0.1; done
+kill -TERM $pid; wait $pid; echo "gateway exit $?" > "{exit}"
+"{bin}" verify --ledger "{disk}/ledger" --gateway-key "{keys}/identity.key.pub" > "{verify}" 2>&1
+"{bin}" open --ledger "{disk}/ledger" --identity "{keys}/recipient.key" > "{opened}" 2>/dev/null
+touch "{done}"
+"#,
+        disk = disk.display(),
+        bin = env!("CARGO_BIN_EXE_vitalgate"),
+        config = config.display(),
+        log = step("gateway.log").display(),
+        started = step("started").display(),
+        fill = step("fill").display(),
+        filled = step("filled").display(),
+        free = step("free").display(),
+        stop = step("stop").display(),
+        exit = step("exit").display(),
+        keys = keys.display(),
+        verify = step("verify").display(),
+        opened = step("opened").display(),
+        done = step("done").display(),
+    );
+    let mut namespace = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    wait_file(&step("started"), 10).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let mut o = MqttOptions::new("full-disk-publisher", "127.0.0.1", broker.port);
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut eventloop) = AsyncClient::new(o, 100);
+    tokio::spawn(async move {
+        while let Ok(e) = eventloop.poll().await {
+            let _ = matches!(e, Event::Incoming(Packet::PubAck(_)));
+        }
+    });
+
+    // Stored while there is room.
+    publish(&client, 0..200).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The disk fills; messages keep coming and must wait at the broker.
+    std::fs::write(step("fill"), "").unwrap();
+    wait_file(&step("filled"), 10).await;
+    publish(&client, 200..1200).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let log = std::fs::read_to_string(step("gateway.log")).unwrap();
+    assert!(
+        log.contains("disk full"),
+        "the gateway says the disk is full:\n{log}"
+    );
+    assert!(
+        log.contains("not acknowledging"),
+        "and stops acknowledging:\n{log}"
+    );
+    // Space returns; the gateway catches up by itself.
+    std::fs::write(step("free"), "").unwrap();
+    publish(&client, 1200..1300).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    std::fs::write(step("stop"), "").unwrap();
+    wait_file(&step("done"), 30).await;
+    assert!(namespace.wait().unwrap().success());
+
+    let log = std::fs::read_to_string(step("gateway.log")).unwrap();
+    let exit = std::fs::read_to_string(step("exit")).unwrap();
+    assert_eq!(exit.trim(), "gateway exit 0", "{log}");
+    assert!(log.contains("storage works again"), "{log}");
+    let verify = std::fs::read_to_string(step("verify")).unwrap();
+    assert!(verify.contains(": valid"), "{verify}\n{log}");
+    let mut stored: BTreeMap<i64, u32> = BTreeMap::new();
+    for line in std::fs::read_to_string(step("opened")).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let t = v["device_time"].as_str().unwrap().to_owned();
+        let t = vitalgate_devices::Timestamp::parse_rfc3339(&t).unwrap().0;
+        *stored.entry(t).or_default() += 1;
+    }
+    for i in 0..1300 {
+        let t = ((BASE + i) * 1000) as i64;
+        assert_eq!(
+            stored.get(&t).copied().unwrap_or(0),
+            1,
+            "message {i}\n{log}"
+        );
+    }
+}
