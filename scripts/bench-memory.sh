@@ -26,8 +26,11 @@ for p in "${profiles[@]}"; do args+=(--profile "device-profiles/$p.toml"); done
 target/release/vitalsim "${args[@]}" --scenario stable --mqtt "127.0.0.1:$port" > "$work/devices.txt" & pids+=($!)
 sleep 1
 
+target/release/vitalgate keygen identity "$work/identity.key" > /dev/null 2>&1
+recipient="$(target/release/vitalgate keygen recipient "$work/recipient.key" 2>/dev/null)"
 {
     printf '[mqtt]\nport = %s\nclient_id = "vitalgate-memory"\n' "$port"
+    printf '\n[chain]\ndirectory = "%s/ledger"\nidentity = "%s/identity.key"\nrecipients = ["%s"]\n' "$work" "$work" "$recipient"
     i=0
     while read -r line; do
         id="$(sed -n 's/.*device=\([^ ]*\).*/\1/p' <<<"$line")"
@@ -43,3 +46,4 @@ sleep "$secs"
 # The last live-view frame: proof the five devices were streaming.
 tac "$work/view.txt" | sed -n '1,/^vitalgate  received/p' | tac
 grep -E 'VmRSS|VmHWM' "/proc/$gw/status"
+echo "ledger on disk: $(du -sh "$work/ledger" | cut -f1)"

@@ -32,11 +32,16 @@ pub fn render(ingest: &IngestSnapshot, store: &StoreSnapshot, rate: f64, now: Ti
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "vitalgate  received {}  invalid {}  rejected {}  stored {}  ({rate:.1} readings/s)",
+        "vitalgate  received {}  invalid {}  rejected {}  stored {}  ({rate:.1} readings/s)  blocks sealed {}{}",
         ingest.received,
         ingest.invalid,
         ingest.rejected_total(),
-        store.stored
+        store.stored,
+        store.blocks,
+        match &store.failing {
+            Some(e) => format!("  STORAGE FAILING: {e}"),
+            None => String::new(),
+        }
     );
     let _ = write!(out, "{:<12} {:<10} {:>5}", "PATIENT", "DEVICE", "AGE");
     for (h, _) in COLUMNS {

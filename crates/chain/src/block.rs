@@ -266,3 +266,85 @@ impl TreeHead {
         Ok(head)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// The FORMAT.md test vector: identity from the seed 32 × 0x07, no
+    /// recipients (theirs are random; see the COSE vectors).
+    fn vector_header() -> (IdentityKey, BlockHeader) {
+        let key = IdentityKey::from_seed(&[7; 32]);
+        let header = BlockHeader {
+            gateway: key.kid(),
+            height: 1,
+            prev: [0xab; 32],
+            first: Timestamp(1_700_000_000_000),
+            last: Timestamp(1_700_000_059_000),
+            readings: 180,
+            records: 60,
+            records_root: [0xcd; 32],
+            recipients: Vec::new(),
+            sealed_at: Timestamp(1_700_000_060_000),
+            reason: SealReason::Age,
+        };
+        (key, header)
+    }
+
+    #[test]
+    fn the_block_header_test_vector_has_exactly_these_bytes() {
+        let (key, header) = vector_header();
+        let payload = header.payload();
+        let signed = header.sign(&key);
+        assert_eq!(hex(&payload), EXPECTED_HEADER_PAYLOAD);
+        assert_eq!(hex(&block_hash(&signed)), EXPECTED_BLOCK_HASH);
+        assert_eq!(BlockHeader::open(&signed, &key.public()).unwrap(), header);
+    }
+
+    #[test]
+    fn the_tree_head_test_vector_has_exactly_these_bytes() {
+        let key = IdentityKey::from_seed(&[7; 32]);
+        let head = TreeHead {
+            gateway: key.kid(),
+            size: 2,
+            root: [0xef; 32],
+            time: Timestamp(1_700_000_060_000),
+        };
+        let signed = head.sign(&key);
+        assert_eq!(hex(&head.payload()), EXPECTED_TREE_HEAD_PAYLOAD);
+        assert_eq!(TreeHead::open(&signed, &key.public()).unwrap(), head);
+    }
+
+    #[test]
+    fn a_payload_with_an_unknown_key_or_kind_is_refused() {
+        let (_, header) = vector_header();
+        let mut payload = header.payload();
+        // Kind "vitalgate/block/1" → "vitalgate/block/2".
+        let at = payload
+            .windows(17)
+            .position(|w| w == BLOCK_KIND.as_bytes())
+            .unwrap()
+            + 16;
+        payload[at] = b'2';
+        assert!(BlockHeader::from_payload(&payload).is_err());
+        // A tree head is not a block header, and the other way round.
+        let key = IdentityKey::from_seed(&[7; 32]);
+        let head = TreeHead {
+            gateway: key.kid(),
+            size: 1,
+            root: [0; 32],
+            time: Timestamp(0),
+        };
+        assert!(BlockHeader::from_payload(&head.payload()).is_err());
+        assert!(TreeHead::from_payload(&header.payload()).is_err());
+    }
+
+    const EXPECTED_HEADER_PAYLOAD: &str = "ac0071766974616c676174652f626c6f636b2f310150fe812c12f3ab4ce6ac5db69ac352f9060201035820abababababababababababababababababababababababababababababababab041b0000018bcfe56800051b0000018bcfe64e780618b407183c085820cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd09800a1b0000018bcfe652600b63616765";
+    const EXPECTED_BLOCK_HASH: &str =
+        "15308c458671f8157b6bd28db20137611f0cb2718eb146e68f8ae5a75c1957d8";
+    const EXPECTED_TREE_HEAD_PAYLOAD: &str = "a50075766974616c676174652f747265652d686561642f310150fe812c12f3ab4ce6ac5db69ac352f9060202035820efefefefefefefefefefefefefefefefefefefefefefefefefefefefefefefef041b0000018bcfe65260";
+}
