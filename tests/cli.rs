@@ -337,6 +337,72 @@ fn the_demo_plays_patients_through_serial_and_mqtt_devices_and_stores_what_it_re
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let opened = String::from_utf8(out.stdout).unwrap().lines().count() as u64;
-    assert_eq!(opened, stored, "every stored reading opens");
+    let opened = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        opened.lines().count() as u64,
+        stored,
+        "every stored reading opens"
+    );
+    let out = vitalgate()
+        .args(["open", "--format", "csv", "--ledger"])
+        .arg(demo.join("ledger"))
+        .arg("--identity")
+        .arg(demo.join("recipient.key"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        csv.starts_with("block,record,device,patient,vital,loinc,value,unit,"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count() as u64, stored + 1);
+
+    // Prove one reading's record from a sealed block, and check the proof
+    // offline with only the gateway's public key.
+    let first: serde_json::Value = serde_json::from_str(opened.lines().next().unwrap()).unwrap();
+    let record = format!("{}/{}", first["block"], first["record"]);
+    let out = vitalgate()
+        .args(["prove", "--record", &record, "--ledger"])
+        .arg(demo.join("ledger"))
+        .arg("--identity")
+        .arg(demo.join("recipient.key"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let proof = dir.path().join("proof.json");
+    std::fs::write(&proof, &out.stdout).unwrap();
+    let out = vitalgate()
+        .args(["check-proof", "--gateway-key"])
+        .arg(demo.join("identity.key.pub"))
+        .arg(&proof)
+        .output()
+        .unwrap();
+    let verdict = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && verdict.contains("\"valid\":true"),
+        "{verdict}"
+    );
+    // The same proof against another gateway's key does not hold.
+    let other = dir.path().join("other.key");
+    assert!(
+        vitalgate()
+            .args(["keygen", "identity"])
+            .arg(&other)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let out = vitalgate()
+        .args(["check-proof", "--gateway-key"])
+        .arg(dir.path().join("other.key.pub"))
+        .arg(&proof)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
 }
