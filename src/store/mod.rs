@@ -232,26 +232,26 @@ pub async fn run<S: ReadingStore>(
                 }
             }
             _ = maintain.tick() => {
-                if !stage.blocking(S::maintain, true).await {
+                if !stage.blocking(S::maintain).await {
                     break;
                 }
             }
         }
     }
-    stage.blocking(S::close, true).await;
+    stage.blocking(S::close).await;
 }
 
 impl<S: ReadingStore> Stage<S> {
     /// Commit one group and complete its requests in order. False when the
     /// backend is gone (a panic in a blocking call).
     async fn commit(&mut self, group: &mut Vec<StoreRequest>) -> bool {
-        let mut duplicates: Vec<Reading> = Vec::new();
+        let mut duplicates: Vec<Arc<str>> = Vec::new();
         for r in group.iter_mut() {
             let redelivered = r.redelivered;
             let seen = &mut self.seen;
             r.readings.retain(|reading| {
                 if seen.is_duplicate(reading, redelivered) {
-                    duplicates.push(reading.clone());
+                    duplicates.push(Arc::clone(&reading.device));
                     false
                 } else {
                     true
@@ -262,7 +262,7 @@ impl<S: ReadingStore> Stage<S> {
             .iter_mut()
             .map(|r| std::mem::take(&mut r.readings))
             .collect();
-        let (alive, batches, outcome) = self.append(batches).await;
+        let (alive, batches, outcome, maintained) = self.append(batches).await;
         match &outcome {
             Ok(()) => self.seen.commit(),
             Err(_) => self.seen.abandon(),
@@ -276,9 +276,9 @@ impl<S: ReadingStore> Stage<S> {
                     *s.devices.entry(Arc::clone(&r.device)).or_default() += 1;
                 }
                 s.duplicates += duplicates.len() as u64;
-                for r in &duplicates {
+                for device in &duplicates {
                     *s.duplicates_by_device
-                        .entry(Arc::clone(&r.device))
+                        .entry(Arc::clone(device))
                         .or_default() += 1;
                 }
             }
@@ -301,16 +301,26 @@ impl<S: ReadingStore> Stage<S> {
                 let _ = done.send(outcome.clone());
             }
         }
-        if outcome.is_ok() && alive {
-            return self.blocking(S::maintain, false).await;
+        if let Some((maintained, blocks)) = maintained {
+            self.maintained(maintained, blocks, None);
         }
         alive
     }
 
-    /// Run `append` off the async workers (it fsyncs).
-    async fn append(&mut self, batches: Vec<Vec<Reading>>) -> (bool, Vec<Vec<Reading>>, Commit) {
+    /// Run `append`, and after a good one the backend's timed work, in one
+    /// trip off the async workers (both may fsync). The timed work's
+    /// outcome comes back with the block count.
+    async fn append(
+        &mut self,
+        batches: Vec<Vec<Reading>>,
+    ) -> (
+        bool,
+        Vec<Vec<Reading>>,
+        Commit,
+        Option<(Result<Maintained, StoreError>, u64)>,
+    ) {
         let Some(mut store) = self.store.take() else {
-            return (false, batches, Err(StoreError::Stopped));
+            return (false, batches, Err(StoreError::Stopped), None);
         };
         let task = tokio::task::spawn_blocking(move || {
             let refs: Vec<&[Reading]> = batches.iter().map(Vec::as_slice).collect();
@@ -319,49 +329,55 @@ impl<S: ReadingStore> Stage<S> {
             } else {
                 store.append(&refs)
             };
-            (store, batches, outcome)
+            let maintained = outcome.is_ok().then(|| (store.maintain(), store.blocks()));
+            (store, batches, outcome, maintained)
         });
         match task.await {
-            Ok((store, batches, outcome)) => {
+            Ok((store, batches, outcome, maintained)) => {
                 self.store = Some(store);
-                (true, batches, outcome)
+                (true, batches, outcome, maintained)
             }
             Err(e) => {
                 tracing::error!(error = %e, "the storage backend failed; storage stops");
-                (false, Vec::new(), Err(StoreError::Stopped))
+                (false, Vec::new(), Err(StoreError::Stopped), None)
             }
         }
     }
 
-    /// Run timed or closing work off the async workers and publish what it
-    /// did (the disk usage too when `measure`: it costs a directory walk).
-    /// False when the backend is gone.
-    async fn blocking(
+    /// Publish what timed or closing work did.
+    fn maintained(
         &mut self,
-        work: fn(&mut S) -> Result<Maintained, StoreError>,
-        measure: bool,
-    ) -> bool {
+        outcome: Result<Maintained, StoreError>,
+        blocks: u64,
+        bytes: Option<u64>,
+    ) {
+        if let Err(e) = &outcome {
+            self.failure.failed(0, e);
+        }
+        self.snapshots.send_modify(|s| {
+            s.blocks = blocks;
+            if let Some(bytes) = bytes {
+                s.bytes = bytes;
+            }
+        });
+    }
+
+    /// Run timed or closing work off the async workers and publish what it
+    /// did, with the disk usage (a directory walk: once a second at most).
+    /// False when the backend is gone.
+    async fn blocking(&mut self, work: fn(&mut S) -> Result<Maintained, StoreError>) -> bool {
         let Some(mut store) = self.store.take() else {
             return false;
         };
         let task = tokio::task::spawn_blocking(move || {
             let outcome = work(&mut store);
-            let blocks = store.blocks();
-            let bytes = measure.then(|| store.bytes());
+            let (blocks, bytes) = (store.blocks(), store.bytes());
             (store, outcome, blocks, bytes)
         });
         match task.await {
             Ok((store, outcome, blocks, bytes)) => {
                 self.store = Some(store);
-                if let Err(e) = &outcome {
-                    self.failure.failed(0, e);
-                }
-                self.snapshots.send_modify(|s| {
-                    s.blocks = blocks;
-                    if let Some(bytes) = bytes {
-                        s.bytes = bytes;
-                    }
-                });
+                self.maintained(outcome, blocks, Some(bytes));
                 true
             }
             Err(e) => {

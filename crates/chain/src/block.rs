@@ -102,11 +102,6 @@ pub enum HeaderError {
 impl BlockHeader {
     /// The payload's CBOR map.
     fn to_value(&self) -> Value {
-        let recipients = self
-            .recipients
-            .iter()
-            .map(|r| ciborium::from_reader::<Value, _>(r.as_slice()).unwrap_or(Value::Null))
-            .collect::<Vec<_>>();
         MapBuilder::new()
             .field(0, BLOCK_KIND)
             .field(1, Value::Bytes(self.gateway.0.to_vec()))
@@ -117,7 +112,7 @@ impl BlockHeader {
             .field(6, self.readings)
             .field(7, u64::from(self.records))
             .field(8, Value::Bytes(self.records_root.to_vec()))
-            .field(9, Value::Array(recipients))
+            .field(9, recipients_value(&self.recipients))
             .field(10, self.sealed_at.0)
             .field(11, self.reason.as_str())
             .build()
@@ -138,13 +133,7 @@ impl BlockHeader {
         const WHAT: &str = "block header";
         let value = cbor::decode_strict(WHAT, payload)?;
         let m = MapReader::new(WHAT, &value, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])?;
-        let kind = m.text(0)?;
-        if kind != BLOCK_KIND {
-            return Err(CborError::Kind {
-                what: WHAT,
-                detail: format!("kind is {kind:?}, expected {BLOCK_KIND:?}"),
-            });
-        }
+        m.expect_kind(BLOCK_KIND)?;
         let recipients = m
             .array(9)?
             .iter()
@@ -200,6 +189,18 @@ impl BlockHeader {
     }
 }
 
+/// Encoded COSE_recipients as one CBOR array of the items themselves (not
+/// byte strings), as the header and the open-block marker hold them. An
+/// item that does not parse becomes null, which readers refuse.
+pub(crate) fn recipients_value(recipients: &[Vec<u8>]) -> Value {
+    Value::Array(
+        recipients
+            .iter()
+            .map(|r| ciborium::from_reader::<Value, _>(r.as_slice()).unwrap_or(Value::Null))
+            .collect(),
+    )
+}
+
 /// The hash of a block: SHA-256 over its signed header bytes.
 pub fn block_hash(signed_header: &[u8]) -> Hash {
     Sha256::digest(signed_header).into()
@@ -243,13 +244,7 @@ impl TreeHead {
         const WHAT: &str = "tree head";
         let value = cbor::decode_strict(WHAT, payload)?;
         let m = MapReader::new(WHAT, &value, &[0, 1, 2, 3, 4])?;
-        let kind = m.text(0)?;
-        if kind != TREE_HEAD_KIND {
-            return Err(CborError::Kind {
-                what: WHAT,
-                detail: format!("kind is {kind:?}, expected {TREE_HEAD_KIND:?}"),
-            });
-        }
+        m.expect_kind(TREE_HEAD_KIND)?;
         Ok(TreeHead {
             gateway: KeyId(m.bytes(1)?),
             size: m.uint(2)?,
@@ -271,9 +266,7 @@ impl TreeHead {
 mod tests {
     use super::*;
 
-    fn hex(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    }
+    use crate::verify::hex;
 
     /// The FORMAT.md test vector: identity from the seed 32 × 0x07, no
     /// recipients (theirs are random; see the COSE vectors).

@@ -164,6 +164,18 @@ impl<'a> MapReader<'a> {
         }
     }
 
+    /// Key 0 must name this structure and version (`kind`).
+    pub fn expect_kind(&self, kind: &str) -> Result<(), CborError> {
+        let found = self.text(0)?;
+        if found != kind {
+            return Err(CborError::Kind {
+                what: self.what,
+                detail: format!("kind is {found:?}, expected {kind:?}"),
+            });
+        }
+        Ok(())
+    }
+
     /// A text field.
     pub fn text(&self, key: u64) -> Result<&'a str, CborError> {
         self.get(key)?

@@ -15,7 +15,7 @@
 //!
 //! The key layout inside sled is specified in `docs/FORMAT.md`.
 
-use crate::block::{BlockHeader, SealReason, TreeHead, block_hash};
+use crate::block::{BlockHeader, SealReason, TreeHead, block_hash, recipients_value};
 use crate::cbor::{self, CborError, MapBuilder, MapReader};
 use crate::crypto::cose::{self, ContentKey, CoseError, RecordKey};
 use crate::crypto::keys::{IdentityKey, KeyId, RecipientPublic};
@@ -690,7 +690,7 @@ pub(crate) fn open_tree(path: &Path) -> Result<(sled::Db, sled::Tree), LedgerErr
     open_db(path)
 }
 
-fn storage_error(path: &Path, e: sled::Error) -> LedgerError {
+pub(crate) fn storage_error(path: &Path, e: sled::Error) -> LedgerError {
     match e {
         sled::Error::Io(io)
             if io.kind() == std::io::ErrorKind::StorageFull
@@ -761,12 +761,7 @@ fn parse_watermark(k: &[u8]) -> Option<Series> {
 pub(crate) fn read_meta(v: &[u8]) -> Result<KeyId, CborError> {
     let value = cbor::decode_strict("ledger metadata", v)?;
     let m = MapReader::new("ledger metadata", &value, &[0, 1])?;
-    if m.text(0)? != META_KIND {
-        return Err(CborError::Kind {
-            what: "ledger metadata",
-            detail: "unknown ledger format".into(),
-        });
-    }
+    m.expect_kind(META_KIND)?;
     Ok(KeyId(m.bytes(1)?))
 }
 
@@ -790,12 +785,7 @@ pub(crate) fn read_state(v: &[u8]) -> Result<(u64, Hash, Frontier), CborError> {
     const WHAT: &str = "log state";
     let value = cbor::decode_strict(WHAT, v)?;
     let m = MapReader::new(WHAT, &value, &[0, 1, 2, 3])?;
-    if m.text(0)? != STATE_KIND {
-        return Err(CborError::Kind {
-            what: WHAT,
-            detail: "unknown log state format".into(),
-        });
-    }
+    m.expect_kind(STATE_KIND)?;
     let size = m.uint(1)?;
     let nodes = m
         .array(3)?
@@ -819,15 +809,11 @@ pub(crate) fn read_state(v: &[u8]) -> Result<(u64, Hash, Frontier), CborError> {
 }
 
 fn encode_open(height: u64, recipients: &[Vec<u8>], opened: Timestamp) -> Vec<u8> {
-    let recipients = recipients
-        .iter()
-        .map(|r| ciborium::from_reader::<Value, _>(r.as_slice()).unwrap_or(Value::Null))
-        .collect::<Vec<_>>();
     cbor::encode(
         &MapBuilder::new()
             .field(0, OPEN_KIND)
             .field(1, height)
-            .field(2, Value::Array(recipients))
+            .field(2, recipients_value(recipients))
             .field(3, opened.0)
             .build(),
     )
@@ -837,12 +823,7 @@ pub(crate) fn read_open(v: &[u8]) -> Result<(u64, Vec<Vec<u8>>), CborError> {
     const WHAT: &str = "open block";
     let value = cbor::decode_strict(WHAT, v)?;
     let m = MapReader::new(WHAT, &value, &[0, 1, 2, 3])?;
-    if m.text(0)? != OPEN_KIND {
-        return Err(CborError::Kind {
-            what: WHAT,
-            detail: "unknown open-block format".into(),
-        });
-    }
+    m.expect_kind(OPEN_KIND)?;
     let recipients = m.array(2)?.iter().map(cbor::encode).collect();
     Ok((m.uint(1)?, recipients))
 }

@@ -52,10 +52,29 @@ impl LedgerReader {
     }
 
     fn storage(&self, e: sled::Error) -> LedgerError {
-        LedgerError::Storage {
-            path: self.path.clone(),
-            detail: e.to_string(),
-        }
+        ledger::storage_error(&self.path, e)
+    }
+
+    /// Entries under a one-byte prefix keyed by a big-endian u64 (heights,
+    /// tree sizes), in order.
+    fn by_number(
+        &self,
+        prefix: u8,
+        what: &'static str,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), LedgerError>> + '_ {
+        self.tree.scan_prefix([prefix]).map(move |item| {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let number = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .filter(|_| k.len() == 9)
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    detail: format!("a {what} key of the wrong length"),
+                })?;
+            Ok((number, v.to_vec()))
+        })
     }
 
     /// The key id the ledger was created for, if its metadata is readable.
@@ -100,19 +119,7 @@ impl LedgerReader {
 
     /// Every stored signed header, by the height in its key, in order.
     pub fn headers(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>), LedgerError>> + '_ {
-        self.tree.scan_prefix([keys::HEADER]).map(move |item| {
-            let (k, v) = item.map_err(|e| self.storage(e))?;
-            let height = k
-                .get(1..9)
-                .and_then(|b| b.try_into().ok())
-                .filter(|_| k.len() == 9)
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| LedgerError::Corrupt {
-                    path: self.path.clone(),
-                    detail: "a header key of the wrong length".into(),
-                })?;
-            Ok((height, v.to_vec()))
-        })
+        self.by_number(keys::HEADER, "header")
     }
 
     /// The signed header at `height`.
@@ -150,19 +157,7 @@ impl LedgerReader {
 
     /// Every stored signed tree head, by tree size, in order.
     pub fn tree_heads(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>), LedgerError>> + '_ {
-        self.tree.scan_prefix([keys::TREE_HEAD]).map(move |item| {
-            let (k, v) = item.map_err(|e| self.storage(e))?;
-            let size = k
-                .get(1..9)
-                .and_then(|b| b.try_into().ok())
-                .filter(|_| k.len() == 9)
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| LedgerError::Corrupt {
-                    path: self.path.clone(),
-                    detail: "a tree head key of the wrong length".into(),
-                })?;
-            Ok((size, v.to_vec()))
-        })
+        self.by_number(keys::TREE_HEAD, "tree head")
     }
 
     /// The signed tree head for `size`.
