@@ -1,26 +1,24 @@
-//! End-to-end MQTT ingest throughput: a QoS 1 publisher on localhost, a
-//! Mosquitto broker (started here, as a deployment would run one), and the
-//! gateway decoding, checking, counting and committing every reading to the
-//! ledger — packed, encrypted, written to sled and fsynced, one group
-//! commit at a time — acknowledging each message after its commit. Blocks
-//! are sealed (signed, logged) on the default policy as it goes.
+//! End-to-end MQTT ingest throughput: QoS 1 publishers on localhost and
+//! the gateway decoding, checking, counting and committing every reading
+//! to the ledger — packed, encrypted, written to sled and fsynced, one
+//! group commit at a time — acknowledging each message after its commit.
+//! Blocks are sealed (signed, logged) on the default policy as it goes.
 //!
-//! Run: `cargo bench --bench ingest` (release build; needs `mosquitto`,
-//! which `.ci/run` installs). Prints readings per second sustained over the
-//! whole run, from the first publish to the last reading committed, the
-//! group commits (fsyncs) it took, and the ledger's bytes per reading. The
-//! ledger lives in the system's temporary folder: put TMPDIR on the disk
-//! you want to measure.
+//! Two routes, each measured on a fresh ledger:
+//! - `server`: each device publishes to the gateway's own MQTT server on
+//!   its own connection (the default setup);
+//! - `mosquitto`: devices publish to a Mosquitto broker (started here, as
+//!   a deployment would run one) that the gateway subscribes to. Skipped
+//!   when Mosquitto is not installed (`.ci/run` installs it).
 //!
-//! Why not the embedded broker: rumqttd keeps a bounded in-memory log per
-//! topic and serves a lagging subscriber's topics unevenly; under a burst of
-//! thousands of messages a second it drops the older segment of a topic the
-//! gateway has not read yet ("Read cursor start jumped" in its log). At a
-//! home's rates (a few messages a second) that never happens, but it makes
-//! the embedded broker the bottleneck of a throughput benchmark.
+//! Run: `cargo bench --bench ingest` (release build). Prints readings per
+//! second sustained over the whole run, from the first publish to the last
+//! reading committed, the group commits (fsyncs) it took, and the ledger's
+//! bytes per reading. The ledger lives in the system's temporary folder:
+//! put TMPDIR on the disk you want to measure.
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -39,7 +37,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VITALGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -48,38 +46,73 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(bench());
+    runtime.block_on(async {
+        let messages = messages();
+        let dir = std::env::temp_dir().join(format!("vitalgate-bench-{}", std::process::id()));
+        measure("server", &dir.join("server"), &messages, None).await;
+        match Mosquitto::start(&dir) {
+            Some(broker) => {
+                measure(
+                    "mosquitto",
+                    &dir.join("mosquitto"),
+                    &messages,
+                    Some(broker.port),
+                )
+                .await
+            }
+            None => eprintln!("mosquitto route skipped: apt-get install mosquitto"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    });
 }
 
-async fn bench() {
+/// Per device, its messages: each SenML pack carries one second of a
+/// multi-vital wearable (8 readings). Pre-encoded: the benchmark measures
+/// the gateway, not the encoder.
+fn messages() -> Vec<Vec<(String, Vec<u8>)>> {
+    let mut encoder = Format::Senml.encoder("bench");
+    (0..DEVICES)
+        .map(|d| {
+            (0..MESSAGES_PER_DEVICE)
+                .map(|s| {
+                    let mut snap = Snapshot {
+                        time: Timestamp(1_763_708_462_000 + s as i64 * 1000),
+                        ..Snapshot::default()
+                    };
+                    let w = (s % 13) as f64;
+                    for (v, x) in [
+                        (Vital::HeartRate, 60.0 + w),
+                        (Vital::Spo2, 95.0 + w / 4.0),
+                        (Vital::RespiratoryRate, 14.0 + w / 3.0),
+                        (Vital::BodyTemperature, 36.6 + w / 50.0),
+                        (Vital::SystolicBp, 120.0 + w),
+                        (Vital::DiastolicBp, 80.0 + w),
+                        (Vital::PerfusionIndex, 2.0 + w / 10.0),
+                        (Vital::RrInterval, 900.0 + w),
+                    ] {
+                        snap.set(v, Some(x));
+                    }
+                    let mut payload = Vec::new();
+                    encoder.encode(&snap, &mut payload);
+                    (format!("vitalgate/wear-{d}/senml"), payload)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Run the gateway on a fresh ledger in `dir`, publish every message (to
+/// the gateway's server, or to the broker on `broker_port`), and report.
+async fn measure(
+    route: &str,
+    dir: &Path,
+    messages: &[Vec<(String, Vec<u8>)>],
+    broker_port: Option<u16>,
+) {
+    std::fs::create_dir_all(dir).unwrap();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let profile_path = root.join("device-profiles/senml-wearable.toml");
     let profile = Arc::new(Profile::load(&profile_path).unwrap());
-    let port = vitalgate::broker::free_port().unwrap();
-    let dir = std::env::temp_dir().join(format!("vitalgate-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 100\nuser root\n"),
-    )
-    .unwrap();
-    let Some(bin) = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-    else {
-        eprintln!("the ingest benchmark needs mosquitto (apt-get install mosquitto)");
-        return;
-    };
-    let mut broker = std::process::Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let devices: Vec<Device> = (0..DEVICES)
         .map(|i| Device {
             id: format!("wear-{i}").into(),
@@ -91,7 +124,7 @@ async fn bench() {
         .collect();
     let config = Config {
         file: PathBuf::from("(bench)"),
-        mqtt: MqttConfig {
+        mqtt: broker_port.map(|port| MqttConfig {
             host: "127.0.0.1".into(),
             port,
             client_id: "vitalgate-bench".into(),
@@ -100,8 +133,8 @@ async fn bench() {
             tls: None,
             keep_alive: Duration::from_secs(30),
             inflight: 100,
-        },
-        embedded_broker: None,
+        }),
+        mqtt_server: broker_port.is_none().then(|| ([127, 0, 0, 1], 0).into()),
         ingest: IngestConfig::default(),
         chain: ChainConfig {
             directory: dir.join("ledger"),
@@ -121,63 +154,42 @@ async fn bench() {
     let ledger = vitalgate::store::open_ledger(&config.chain).unwrap();
     let cancel = CancellationToken::new();
     let gateway = Gateway::start(&config, ledger, cancel.clone()).unwrap();
+    let port = match (broker_port, gateway.mqtt_server) {
+        (Some(p), _) => p,
+        (None, Some(addr)) => addr.port(),
+        (None, None) => unreachable!("the gateway serves MQTT"),
+    };
+    // Let a subscription to the broker settle.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Pre-encode every message: the benchmark measures the gateway, not
-    // the encoder. Each SenML pack carries one second of a multi-vital
-    // wearable: 8 readings.
-    let mut encoder = Format::Senml.encoder("bench");
-    let mut messages = Vec::new();
-    let mut readings_per_message = 0;
-    // Devices publish side by side, as they do in a home.
-    for s in 0..MESSAGES_PER_DEVICE {
-        for d in 0..DEVICES {
-            let mut snap = Snapshot {
-                time: Timestamp(1_763_708_462_000 + s as i64 * 1000),
-                ..Snapshot::default()
-            };
-            let w = (s % 13) as f64;
-            for (v, x) in [
-                (Vital::HeartRate, 60.0 + w),
-                (Vital::Spo2, 95.0 + w / 4.0),
-                (Vital::RespiratoryRate, 14.0 + w / 3.0),
-                (Vital::BodyTemperature, 36.6 + w / 50.0),
-                (Vital::SystolicBp, 120.0 + w),
-                (Vital::DiastolicBp, 80.0 + w),
-                (Vital::PerfusionIndex, 2.0 + w / 10.0),
-                (Vital::RrInterval, 900.0 + w),
-            ] {
-                snap.set(v, Some(x));
-            }
-            readings_per_message = snap.values.iter().flatten().count();
-            let mut payload = Vec::new();
-            encoder.encode(&snap, &mut payload);
-            messages.push((format!("vitalgate/wear-{d}/senml"), payload));
-        }
-    }
-    let total = (messages.len() * readings_per_message) as u64;
-
-    let mut o = MqttOptions::new("bench-publisher", "127.0.0.1", port);
-    o.set_keep_alive(Duration::from_secs(30)).set_inflight(1000);
-    let (client, mut eventloop) = AsyncClient::new(o, 1000);
-    tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::Disconnect)) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    });
+    let readings_per_message = 8u64;
+    let n_messages: usize = messages.iter().map(Vec::len).sum();
+    let total = n_messages as u64 * readings_per_message;
     let mut store = gateway.store.clone();
     let start = Instant::now();
-    tokio::spawn(async move {
-        for (topic, payload) in messages {
-            client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-                .unwrap();
-        }
-    });
+    // One connection per device, as in a home.
+    for (d, device_messages) in messages.iter().enumerate() {
+        let mut o = MqttOptions::new(format!("bench-device-{d}"), "127.0.0.1", port);
+        o.set_keep_alive(Duration::from_secs(30)).set_inflight(100);
+        let (client, mut eventloop) = AsyncClient::new(o, 1000);
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        });
+        let device_messages = device_messages.clone();
+        tokio::spawn(async move {
+            for (topic, payload) in device_messages {
+                client
+                    .publish(topic, QoS::AtLeastOnce, false, payload)
+                    .await
+                    .unwrap();
+            }
+        });
+    }
     loop {
         if store.borrow_and_update().stored >= total {
             break;
@@ -193,22 +205,61 @@ async fn bench() {
     let ingest = gateway.ingest.borrow().clone();
     let commits = store.borrow().commits;
     println!(
-        "mqtt ingest: {total} readings in {} messages ({readings_per_message} per SenML pack, {DEVICES} devices) in {secs:.2} s = {:.0} readings/s ({:.0} messages/s); {commits} group commits (fsyncs); rejected {}",
-        DEVICES * MESSAGES_PER_DEVICE,
+        "mqtt ingest ({route}): {total} readings in {n_messages} messages ({readings_per_message} per SenML pack, {DEVICES} devices) in {secs:.2} s = {:.0} readings/s ({:.0} messages/s); {commits} group commits (fsyncs); rejected {}",
         total as f64 / secs,
-        (DEVICES * MESSAGES_PER_DEVICE) as f64 / secs,
+        n_messages as f64 / secs,
         ingest.rejected_total()
     );
     cancel.cancel();
     gateway.join().await;
     let s = store.borrow().clone();
     println!(
-        "ledger: {} blocks, {} bytes on disk = {:.1} bytes/reading (sled, before compaction)",
+        "ledger ({route}): {} blocks, {} bytes on disk = {:.1} bytes/reading (sled, before compaction)",
         s.blocks,
         s.bytes,
         s.bytes as f64 / total as f64
     );
-    let _ = broker.kill();
-    let _ = broker.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A Mosquitto broker for the benchmark's lifetime.
+struct Mosquitto {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Mosquitto {
+    fn start(dir: &Path) -> Option<Mosquitto> {
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
+        std::fs::create_dir_all(dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 100\nuser root\n"),
+        )
+        .unwrap();
+        let child = std::process::Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Mosquitto { child, port })
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Resident memory of the gateway daemon with 5 devices streaming at 1 Hz:
 # three serial oximeters (Masimo, Contec V7, Nonin) on pseudo-terminals and
-# two MQTT wearables (SenML, Open mHealth) through a local Mosquitto, all
-# played by vitalsim. Prints VmRSS and VmHWM (peak) of `vitalgate run` after
+# two MQTT wearables (SenML, Open mHealth) publishing to the gateway's own
+# MQTT server, all played by vitalsim. Prints VmRSS and VmHWM (peak) of `vitalgate run` after
 # SECONDS (default 120) seconds.
 #
 #   scripts/bench-memory.sh [SECONDS]
@@ -16,20 +16,17 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-printf 'listener %s 127.0.0.1\nallow_anonymous true\nuser root\n' "$port" > "$work/mosquitto.conf"
-mosquitto -c "$work/mosquitto.conf" 2>/dev/null & pids+=($!)
-sleep 0.5
-
 profiles=(masimo-rad-8 contec-cms50d-plus-v7 nonin-3150-wristox2 senml-wearable openmhealth-wearable)
 args=()
 for p in "${profiles[@]}"; do args+=(--profile "device-profiles/$p.toml"); done
-target/release/vitalsim "${args[@]}" --scenario stable --mqtt "127.0.0.1:$port" > "$work/devices.txt" & pids+=($!)
+# The simulator's MQTT devices connect (retrying) once the gateway listens.
+target/release/vitalsim "${args[@]}" --scenario stable --mqtt "127.0.0.1:$port" > "$work/devices.txt" 2>/dev/null & pids+=($!)
 sleep 1
 
 target/release/vitalgate keygen identity "$work/identity.key" > /dev/null 2>&1
 recipient="$(target/release/vitalgate keygen recipient "$work/recipient.key" 2>/dev/null)"
 {
-    printf '[mqtt]\nport = %s\nclient_id = "vitalgate-memory"\n' "$port"
+    printf '[mqtt_server]\nlisten = "127.0.0.1:%s"\n' "$port"
     printf '\n[chain]\ndirectory = "%s/ledger"\nidentity = "%s/identity.key"\nrecipients = ["%s"]\n' "$work" "$work" "$recipient"
     i=0
     while read -r line; do

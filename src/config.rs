@@ -19,10 +19,11 @@ pub type ConfigError = vitalgate_devices::SettingsError;
 pub struct Config {
     /// Where it was read from (for messages).
     pub file: PathBuf,
-    /// The MQTT broker the gateway subscribes to, if any device uses MQTT.
-    pub mqtt: MqttConfig,
-    /// An embedded broker to start, for the out-of-the-box setup.
-    pub embedded_broker: Option<SocketAddr>,
+    /// An external MQTT broker the gateway subscribes to (`[mqtt]`).
+    pub mqtt: Option<MqttConfig>,
+    /// Where the gateway's own MQTT server listens for devices
+    /// (`[mqtt_server]`; the default when neither table is present).
+    pub mqtt_server: Option<SocketAddr>,
     /// Ingest pipeline limits.
     pub ingest: IngestConfig,
     /// The ledger: where, signed by whom, readable by whom.
@@ -121,7 +122,7 @@ struct RawConfig {
     #[serde(default)]
     mqtt: Option<RawMqtt>,
     #[serde(default)]
-    embedded_broker: Option<RawBroker>,
+    mqtt_server: Option<RawMqttServer>,
     #[serde(default)]
     ingest: Option<RawIngest>,
     chain: Option<RawChain>,
@@ -175,9 +176,14 @@ impl Default for RawMqtt {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawBroker {
+struct RawMqttServer {
     listen: String,
 }
+
+/// Where the gateway's MQTT server listens when the configuration names
+/// neither it nor an external broker: this machine only, until the
+/// configuration opens it to the home network.
+pub const DEFAULT_MQTT_SERVER: &str = "127.0.0.1:1883";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,12 +226,12 @@ impl Config {
         let raw: RawConfig = toml::from_str(text)
             .map_err(|e| err("", e.to_string().trim_end().replace('\n', " ")))?;
 
-        let mqtt = Self::mqtt(raw.mqtt, base, &err)?;
-        let embedded_broker = match raw.embedded_broker {
-            None => None,
-            Some(b) => Some(b.listen.parse::<SocketAddr>().map_err(|_| {
+        let mqtt_server = match (&raw.mqtt_server, &raw.mqtt) {
+            (None, Some(_)) => None,
+            (None, None) => DEFAULT_MQTT_SERVER.parse().ok(),
+            (Some(b), _) => Some(b.listen.parse::<SocketAddr>().map_err(|_| {
                 err(
-                    "embedded_broker.listen",
+                    "mqtt_server.listen",
                     format!(
                         "`{}` is not an address:port such as \"127.0.0.1:1883\"",
                         b.listen
@@ -233,6 +239,7 @@ impl Config {
                 )
             })?),
         };
+        let mqtt = raw.mqtt.map(|m| Self::mqtt(m, base, &err)).transpose()?;
         let ingest = Self::ingest(raw.ingest, &err)?;
         let chain = Self::chain(raw.chain, base, &err)?;
 
@@ -318,7 +325,7 @@ impl Config {
         Ok(Config {
             file: file.to_owned(),
             mqtt,
-            embedded_broker,
+            mqtt_server,
             ingest,
             chain,
             devices,
@@ -326,12 +333,10 @@ impl Config {
     }
 
     fn mqtt(
-        raw: Option<RawMqtt>,
+        raw: RawMqtt,
         base: &Path,
         err: &dyn Fn(&str, String) -> ConfigError,
     ) -> Result<MqttConfig, ConfigError> {
-        // An absent table means the defaults: a broker on localhost.
-        let raw = raw.unwrap_or_default();
         if raw.host.trim().is_empty() {
             return Err(err("mqtt.host", "must not be empty".into()));
         }
@@ -540,8 +545,8 @@ profile = "device-profiles/senml-wearable.toml"
     #[test]
     fn a_minimal_config_gets_defaults() {
         let c = parse(GOOD).unwrap();
-        assert_eq!(c.mqtt.host, "127.0.0.1");
-        assert_eq!(c.mqtt.port, 1883);
+        assert_eq!(c.mqtt, None);
+        assert_eq!(c.mqtt_server, Some("127.0.0.1:1883".parse().unwrap()));
         assert_eq!(c.devices.len(), 1);
         assert!(c.uses_mqtt());
         assert_eq!(c.ingest, IngestConfig::default());
@@ -577,11 +582,20 @@ profile = "device-profiles/senml-wearable.toml"
         let e = parse("").unwrap_err();
         assert_eq!(e.key, "device");
 
-        let e = parse(&format!(
-            "{GOOD}\n[embedded_broker]\nlisten = \"localhost\"\n"
-        ))
-        .unwrap_err();
-        assert_eq!(e.key, "embedded_broker.listen");
+        let e = parse(&format!("{GOOD}\n[mqtt_server]\nlisten = \"localhost\"\n")).unwrap_err();
+        assert_eq!(e.key, "mqtt_server.listen");
+    }
+
+    #[test]
+    fn devices_reach_the_gateway_s_own_server_unless_a_broker_is_named() {
+        let c = parse(&format!("{GOOD}\n[mqtt]\nhost = \"broker.home\"\n")).unwrap();
+        assert_eq!(c.mqtt_server, None);
+        let m = c.mqtt.unwrap();
+        assert_eq!((m.host.as_str(), m.port), ("broker.home", 1883));
+        let both = format!("{GOOD}\n[mqtt]\n[mqtt_server]\nlisten = \"0.0.0.0:1884\"\n");
+        let c = parse(&both).unwrap();
+        assert!(c.mqtt.is_some());
+        assert_eq!(c.mqtt_server, Some("0.0.0.0:1884".parse().unwrap()));
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! The out-of-the-box demo: the gateway on its embedded defaults.
 //!
-//! An embedded MQTT broker on localhost, the bundled simulator playing a
-//! small cohort of virtual patients through real transports — serial
-//! devices on pseudo-terminals, Wi-Fi devices through the broker — and the
+//! The gateway's own MQTT server on localhost, the bundled simulator
+//! playing a small cohort of virtual patients through real transports —
+//! serial devices on pseudo-terminals, Wi-Fi devices over MQTT — and the
 //! gateway reading them exactly as it reads real devices, with the live
 //! view on the terminal.
 
 use crate::Gateway;
-use crate::config::{ChainConfig, Config, Device, IngestConfig, MqttConfig};
+use crate::config::{ChainConfig, Config, Device, IngestConfig};
 use crate::store::{LedgerSetupError, open_ledger};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -164,11 +164,8 @@ fn bundled_profiles() -> Result<Vec<(PathBuf, Arc<Profile>)>, DemoError> {
 /// Run the demo until `cancel` fires or the duration ends. Returns the
 /// final counters.
 pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summary, DemoError> {
-    let port = match options.port {
-        Some(p) => p,
-        None => crate::broker::free_port()?,
-    };
-    let listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
+    // Port 0: the system picks a free one, read back once bound.
+    let listen = SocketAddr::from(([127, 0, 0, 1], options.port.unwrap_or(0)));
     let mut spec = SimulationSpec::demo(options.seed, Timestamp::now());
     let profiles = bundled_profiles()?;
 
@@ -204,17 +201,8 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
     let sim = Simulation::new(&spec).map_err(|e| DemoError::Cohort(e.to_string()))?;
     let config = Config {
         file: PathBuf::from("(demo)"),
-        mqtt: MqttConfig {
-            host: "127.0.0.1".into(),
-            port,
-            client_id: "vitalgate-demo".into(),
-            username: None,
-            password_file: None,
-            tls: None,
-            keep_alive: Duration::from_secs(30),
-            inflight: 100,
-        },
-        embedded_broker: Some(listen),
+        mqtt: None,
+        mqtt_server: Some(listen),
         ingest: IngestConfig::default(),
         chain: demo_chain(&options.dir)?,
         devices,
@@ -241,6 +229,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
         ))
     });
 
+    let port = gateway.mqtt_server.map_or(listen.port(), |a| a.port());
     let publisher =
         Publisher::connect("127.0.0.1", port, "vitalsim-demo", publisher_cancel.clone());
     let mut outputs: Vec<Option<Output>> = (0..spec.devices.len()).map(|_| None).collect();

@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::ingest::{self, IngestSnapshot};
 use crate::source;
 use crate::store::{self, ReadingStore, StoreSnapshot};
+use std::net::SocketAddr;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +17,9 @@ pub struct Gateway {
     pub ingest: watch::Receiver<IngestSnapshot>,
     /// Storage counters.
     pub store: watch::Receiver<StoreSnapshot>,
+    /// Where the gateway's MQTT server listens, if it runs one (the bound
+    /// address: a configured port 0 becomes the port chosen).
+    pub mqtt_server: Option<SocketAddr>,
     sources: JoinSet<()>,
     pipeline: JoinSet<()>,
 }
@@ -26,9 +30,9 @@ pub enum StartError {
     /// The MQTT client could not be set up.
     #[error(transparent)]
     Mqtt(#[from] source::mqtt::MqttSetupError),
-    /// The embedded broker could not start.
+    /// The MQTT server could not listen.
     #[error(transparent)]
-    Broker(#[from] crate::broker::BrokerError),
+    MqttServer(#[from] source::mqtt::server::BindError),
 }
 
 impl Gateway {
@@ -39,9 +43,12 @@ impl Gateway {
         store: impl ReadingStore + 'static,
         cancel: CancellationToken,
     ) -> Result<Gateway, StartError> {
-        if let Some(listen) = config.embedded_broker {
-            crate::broker::start(listen)?;
-        }
+        // Bind before anything starts, so a taken port fails the start.
+        let listener = match config.mqtt_server {
+            Some(addr) if config.uses_mqtt() => Some(source::mqtt::server::bind(addr)?),
+            _ => None,
+        };
+        let mqtt_server = listener.as_ref().and_then(|l| l.local_addr().ok());
         let (batch_tx, batch_rx) = mpsc::channel(config.ingest.queue);
         let (store_tx, store_rx) = mpsc::channel(config.ingest.queue);
         let (ingest_snap_tx, ingest_snap_rx) = watch::channel(IngestSnapshot::default());
@@ -60,8 +67,16 @@ impl Gateway {
         ));
 
         let mut sources = JoinSet::new();
-        if config.uses_mqtt() {
-            let options = source::mqtt::options(&config.mqtt)?;
+        if let Some(listener) = listener {
+            sources.spawn(source::mqtt::server::run(
+                listener,
+                config.devices.clone(),
+                batch_tx.clone(),
+                cancel.clone(),
+            ));
+        }
+        if let Some(mqtt) = config.mqtt.as_ref().filter(|_| config.uses_mqtt()) {
+            let options = source::mqtt::options(mqtt)?;
             sources.spawn(source::mqtt::run(
                 options,
                 config.devices.clone(),
@@ -85,6 +100,7 @@ impl Gateway {
         Ok(Gateway {
             ingest: ingest_snap_rx,
             store: store_snap_rx,
+            mqtt_server,
             sources,
             pipeline,
         })

@@ -4,7 +4,9 @@
 //! ports and MQTT; it decodes each device's wire format into normalized
 //! [`Reading`](vitalgate_devices::Reading)s, checks and counts them, and
 //! hands them to storage, acknowledging a device's message only once
-//! storage has it.
+//! storage has it. MQTT devices publish either to the gateway's own MQTT
+//! server (`source::mqtt::server`) or to a broker the gateway subscribes
+//! to.
 //!
 //! The pipeline, one folder or file per stage:
 //!
@@ -17,7 +19,6 @@
 //! stops the sources, and the rest drains behind them. See
 //! `docs/ARCHITECTURE.md`.
 
-pub mod broker;
 pub mod capture;
 pub mod config;
 pub mod demo;

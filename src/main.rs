@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway with an embedded MQTT broker and the bundled
+    /// Run the gateway with its own MQTT server and the bundled
     /// simulator: virtual patients on virtual serial and MQTT devices.
     Demo {
         /// Simulation seed (the same seed plays the same patients).
@@ -39,7 +39,7 @@ enum Command {
         /// Write the simulator's ground-truth event labels (JSON lines) here.
         #[arg(long)]
         labels: Option<PathBuf>,
-        /// Embedded broker port (default: a free one).
+        /// Port of the gateway's MQTT server (default: a free one).
         #[arg(long)]
         port: Option<u16>,
         /// Folder for the demo's keys and ledger (kept between runs).
@@ -133,14 +133,7 @@ fn main() -> ExitCode {
 /// Logs go to stderr, without timestamps when the journal adds its own.
 fn init_logging(quiet: bool) {
     use tracing_subscriber::EnvFilter;
-    // rumqttd logs every connection, and every ordinary disconnect as an
-    // error; the gateway reports what matters about the broker itself.
-    // VITALGATE_LOG=rumqttd=info brings its logs back.
-    let default = if quiet {
-        "warn,rumqttd=off"
-    } else {
-        "info,rumqttd=off"
-    };
+    let default = if quiet { "warn" } else { "info" };
     let filter =
         EnvFilter::try_from_env("VITALGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()

@@ -298,7 +298,7 @@ fn the_demo_plays_patients_through_serial_and_mqtt_devices_and_stores_what_it_re
         );
     }
     assert!(stderr.contains("serial port open"), "{stderr}");
-    assert!(stderr.contains("connected to the MQTT broker"), "{stderr}");
+    assert!(stderr.contains("MQTT device connected"), "{stderr}");
     assert!(Path::new(&labels).exists());
 
     // The demo sealed blocks (every 10 s, and at the end), and its ledger

@@ -1,11 +1,13 @@
 //! Durability: a message the gateway acknowledged is in the ledger, once,
 //! whatever instant the daemon is killed at.
 //!
-//! A QoS 1 publisher streams timestamped readings through a Mosquitto
-//! broker (the test's own) while the real `vitalgate run` is killed with
-//! SIGKILL again and again, at pseudo-random instants: during start-up,
-//! recovery, group commits and seals. The broker holds what the gateway did
-//! not acknowledge and delivers it again. At the end every reading must be
+//! A QoS 1 publisher streams timestamped readings while the real
+//! `vitalgate run` is killed with SIGKILL again and again, at pseudo-random
+//! instants: during start-up, recovery, group commits and seals. Two
+//! routes: straight to the gateway's own MQTT server (the publisher keeps
+//! what was not acknowledged and sends it again, as a device does), and
+//! through a Mosquitto broker of the test's own (which holds what the
+//! gateway did not acknowledge and delivers it again). At the end every reading must be
 //! in the ledger exactly once, decrypted with the recipient's key, and the
 //! ledger must verify.
 
@@ -16,6 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use tokio::sync::watch;
 use vitalgate_chain::crypto::keys::{IdentityKey, RecipientKey};
 use vitalgate_chain::{BlockHeader, LedgerReader, SealReason, decrypt, verify};
 
@@ -32,9 +35,10 @@ fn payload(i: u64) -> String {
     )
 }
 
-/// Publish every message with QoS 1, paced, returning the indexes the
-/// broker acknowledged.
-async fn publish(port: u16) -> HashSet<u64> {
+/// Publish every message with QoS 1 through a broker (rumqttc), paced,
+/// returning the indexes the broker acknowledged. `sent` counts the
+/// messages sent so far.
+async fn publish_through_broker(port: u16, sent: watch::Sender<usize>) -> HashSet<u64> {
     let mut o = MqttOptions::new("durability-publisher", "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(10));
     o.set_inflight(100);
@@ -64,6 +68,7 @@ async fn publish(port: u16) -> HashSet<u64> {
         match eventloop.poll().await.unwrap() {
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 in_flight.insert(pkid, queued.pop_front().unwrap());
+                sent.send_modify(|n| *n += 1);
             }
             Event::Incoming(Packet::PubAck(ack)) => {
                 acked.insert(in_flight.remove(&ack.pkid).unwrap());
@@ -74,17 +79,53 @@ async fn publish(port: u16) -> HashSet<u64> {
     acked
 }
 
-fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
+/// Publish every message straight to the gateway's own MQTT server, as a
+/// device does, reconnecting through every kill and resending what was not
+/// acknowledged (marked DUP).
+async fn publish_to_gateway(port: u16, sent: watch::Sender<usize>) -> HashSet<u64> {
+    let messages = (0..MESSAGES)
+        .map(|i| common::publisher::Message {
+            topic: "vitalgate/wear-1/senml".into(),
+            payload: payload(i).into_bytes(),
+        })
+        .collect();
+    // Bursts of 50 back to back, so that most kills find messages between
+    // arrival and commit: a server that acknowledged on arrival would lose
+    // them, and this test would see it.
+    let pace = |i: usize| {
+        if i % 50 == 0 {
+            Duration::from_millis(60)
+        } else {
+            Duration::ZERO
+        }
+    };
+    let (acked, connections) =
+        common::publisher::publish_all(port, "durability-device", messages, 100, pace, sent).await;
+    assert!(connections > 1, "the kills did not interrupt the publisher");
+    acked.into_iter().map(|i| i as u64).collect()
+}
+
+/// Where the test's devices publish.
+enum Route {
+    /// Straight to the gateway's own MQTT server on this port.
+    Gateway(u16),
+    /// Through a broker on this port, which the gateway subscribes to.
+    Broker(u16),
+}
+
+fn write_config(dir: &Path, route: &Route) -> std::path::PathBuf {
     let chain = common::ledger_chain(dir);
     let config = dir.join("vitalgate.toml");
+    let mqtt = match route {
+        Route::Gateway(port) => format!("[mqtt_server]\nlisten = \"127.0.0.1:{port}\"\n"),
+        Route::Broker(port) => format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"vitalgate-durability\"\n"
+        ),
+    };
     std::fs::write(
         &config,
         format!(
-            r#"[mqtt]
-host = "127.0.0.1"
-port = {port}
-client_id = "vitalgate-durability"
-
+            r#"{mqtt}
 [chain]
 directory = "{ledger}"
 identity = "{identity}"
@@ -159,24 +200,59 @@ fn stored_readings(dir: &Path) -> BTreeMap<(String, i64), u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_readings_survive_kill_9_at_any_instant_and_are_stored_exactly_once() {
+    // The default: devices publish to the gateway itself, which answers
+    // each PUBLISH only once its readings are committed.
+    let port = common::free_port();
+    kill_under_load(Route::Gateway(port)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_broker_acknowledged_readings_survive_kill_9_and_are_stored_exactly_once() {
+    // Devices publish to Mosquitto; the gateway subscribes with manual
+    // acknowledgements, and the broker holds what it did not acknowledge.
     let Some(broker) = common::mosquitto::start() else {
         return;
     };
+    kill_under_load(Route::Broker(broker.port)).await;
+}
+
+/// Kill the real daemon with SIGKILL again and again while a QoS 1
+/// publisher streams, then check every acknowledged reading is stored
+/// exactly once and the ledger verifies.
+async fn kill_under_load(route: Route) {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), broker.port);
+    let config = write_config(dir.path(), &route);
     let log = dir.path().join("gateway.log");
 
-    // The gateway subscribes once so the broker keeps its session, then
-    // the publisher starts and the killing begins.
+    // With a broker, the gateway subscribes once so the broker keeps its
+    // session; then the publisher starts and the killing begins.
     let mut gateway = start_gateway(&config, &log);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let publisher = tokio::spawn(publish(broker.port));
+    let (sent_tx, mut sent) = watch::channel(0usize);
+    let publisher = match route {
+        Route::Gateway(port) => tokio::spawn(publish_to_gateway(port, sent_tx)),
+        Route::Broker(port) => tokio::spawn(publish_through_broker(port, sent_tx)),
+    };
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-    for _ in 0..KILLS {
+    for k in 0..KILLS {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        tokio::time::sleep(Duration::from_millis(200 + rng % 1300)).await;
+        if k % 2 == 0 {
+            // Mid-stream: a few milliseconds after a message went out, so
+            // messages are between arrival and commit. A gateway that
+            // acknowledged before committing would lose them here.
+            let target = (k + 1) as usize * MESSAGES as usize / (KILLS as usize + 1);
+            tokio::time::timeout(Duration::from_secs(60), sent.wait_for(|n| *n >= target))
+                .await
+                .expect("the publisher progresses")
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(rng % 10)).await;
+        } else {
+            // Anywhere: start-up, recovery of the open block, resending,
+            // a seal.
+            tokio::time::sleep(Duration::from_millis(50 + rng % 700)).await;
+        }
         gateway.kill().unwrap();
         gateway.wait().unwrap();
         gateway = start_gateway(&config, &log);
@@ -184,8 +260,8 @@ async fn acknowledged_readings_survive_kill_9_at_any_instant_and_are_stored_exac
     let acked = publisher.await.unwrap();
     assert_eq!(acked.len() as u64, MESSAGES);
 
-    // Let the last run drain the broker's backlog, stop it cleanly and
-    // look; the broker may need a reconnect to hand back the last ones.
+    // Let the last run drain a broker's backlog, stop it cleanly and look;
+    // the broker may need a reconnect to hand back the last ones.
     let mut stored = BTreeMap::new();
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_secs(3)).await;

@@ -5,8 +5,9 @@
 //! The disk is real: a 4 MiB tmpfs mounted in a private mount namespace
 //! (`unshare --user --map-root-user --mount`, no privileges needed), which
 //! the test fills and empties while the real `vitalgate run` writes its
-//! ledger there. Messages go through the test's own Mosquitto, which holds
-//! what the gateway does not acknowledge.
+//! ledger there. Two routes: devices publishing to the gateway's own MQTT
+//! server (the device keeps what was not acknowledged and sends it again),
+//! and through the test's own Mosquitto (which holds it).
 
 mod common;
 
@@ -50,6 +51,20 @@ async fn wait_file(path: &Path, secs: u64) {
     panic!("timed out waiting for {}", path.display());
 }
 
+/// The gateway said, in its log, that the disk is full and that it stopped
+/// acknowledging.
+fn assert_says_full(log: &Path) {
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(
+        log.contains("disk full"),
+        "the gateway says the disk is full:\n{log}"
+    );
+    assert!(
+        log.contains("not acknowledging"),
+        "and stops acknowledging:\n{log}"
+    );
+}
+
 fn unshare_works() -> bool {
     Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount", "true"])
@@ -58,9 +73,36 @@ fn unshare_works() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+fn messages(range: std::ops::Range<u64>) -> Vec<common::publisher::Message> {
+    range
+        .map(|i| common::publisher::Message {
+            topic: "vitalgate/wear-1/senml".into(),
+            payload: payload(i).into_bytes(),
+        })
+        .collect()
+}
+
+/// Where the test's device publishes.
+enum Route {
+    Gateway(u16),
+    Broker(common::mosquitto::Mosquitto),
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_full_disk_the_gateway_stops_acknowledging_keeps_what_it_has_and_resumes_when_space_returns()
  {
+    full_disk(Route::Gateway(common::free_port())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_broker_on_a_full_disk_nothing_is_lost_and_the_gateway_catches_up() {
+    let Some(broker) = common::mosquitto::start() else {
+        return;
+    };
+    full_disk(Route::Broker(broker)).await;
+}
+
+async fn full_disk(route: Route) {
     if !unshare_works() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -69,8 +111,12 @@ async fn on_a_full_disk_the_gateway_stops_acknowledging_keeps_what_it_has_and_re
         eprintln!("SKIPPED: cannot create a private mount namespace here");
         return;
     }
-    let Some(broker) = common::mosquitto::start() else {
-        return;
+    let mqtt = match &route {
+        Route::Gateway(port) => format!("[mqtt_server]\nlisten = \"127.0.0.1:{port}\"\n"),
+        Route::Broker(b) => format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"vitalgate-full-disk\"\n",
+            b.port
+        ),
     };
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
@@ -81,8 +127,7 @@ async fn on_a_full_disk_the_gateway_stops_acknowledging_keeps_what_it_has_and_re
     std::fs::write(
         &config,
         format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"vitalgate-full-disk\"\n\n[chain]\ndirectory = \"{}\"\nidentity = \"{}\"\nrecipients = [\"{}\"]\nseal_interval_secs = 1\n\n[[device]]\nid = \"wear-1\"\npatient = \"patient-1\"\nprofile = \"{}\"\n",
-            broker.port,
+            "{mqtt}\n[chain]\ndirectory = \"{}\"\nidentity = \"{}\"\nrecipients = [\"{}\"]\nseal_interval_secs = 1\n\n[[device]]\nid = \"wear-1\"\npatient = \"patient-1\"\nprofile = \"{}\"\n",
             disk.join("ledger").display(),
             chain.identity.display(),
             chain.recipients[0],
@@ -142,36 +187,60 @@ touch "{done}"
     wait_file(&step("started"), 10).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let mut o = MqttOptions::new("full-disk-publisher", "127.0.0.1", broker.port);
-    o.set_keep_alive(Duration::from_secs(10));
-    let (client, mut eventloop) = AsyncClient::new(o, 100);
-    tokio::spawn(async move {
-        while let Ok(e) = eventloop.poll().await {
-            let _ = matches!(e, Event::Incoming(Packet::PubAck(_)));
+    match &route {
+        Route::Gateway(port) => {
+            let publish = |range: std::ops::Range<u64>| {
+                let (sent, _) = tokio::sync::watch::channel(0);
+                common::publisher::publish_all(
+                    *port,
+                    "full-disk-device",
+                    messages(range),
+                    100,
+                    |_| Duration::ZERO,
+                    sent,
+                )
+            };
+            // Stored while there is room.
+            publish(0..200).await;
+            // The disk fills; the device keeps what is not acknowledged.
+            std::fs::write(step("fill"), "").unwrap();
+            wait_file(&step("filled"), 10).await;
+            let rest = tokio::spawn(publish(200..1300));
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            assert_says_full(&step("gateway.log"));
+            // Space returns; the device gets through by itself.
+            std::fs::write(step("free"), "").unwrap();
+            let (acked, _) = tokio::time::timeout(Duration::from_secs(90), rest)
+                .await
+                .expect("every message acknowledged once space returned")
+                .unwrap();
+            assert_eq!(acked.len(), 1100);
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
-    });
-
-    // Stored while there is room.
-    publish(&client, 0..200).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // The disk fills; messages keep coming and must wait at the broker.
-    std::fs::write(step("fill"), "").unwrap();
-    wait_file(&step("filled"), 10).await;
-    publish(&client, 200..1200).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let log = std::fs::read_to_string(step("gateway.log")).unwrap();
-    assert!(
-        log.contains("disk full"),
-        "the gateway says the disk is full:\n{log}"
-    );
-    assert!(
-        log.contains("not acknowledging"),
-        "and stops acknowledging:\n{log}"
-    );
-    // Space returns; the gateway catches up by itself.
-    std::fs::write(step("free"), "").unwrap();
-    publish(&client, 1200..1300).await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
+        Route::Broker(broker) => {
+            let mut o = MqttOptions::new("full-disk-publisher", "127.0.0.1", broker.port);
+            o.set_keep_alive(Duration::from_secs(10));
+            let (client, mut eventloop) = AsyncClient::new(o, 100);
+            tokio::spawn(async move {
+                while let Ok(e) = eventloop.poll().await {
+                    let _ = matches!(e, Event::Incoming(Packet::PubAck(_)));
+                }
+            });
+            // Stored while there is room.
+            publish(&client, 0..200).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            // The disk fills; messages keep coming and wait at the broker.
+            std::fs::write(step("fill"), "").unwrap();
+            wait_file(&step("filled"), 10).await;
+            publish(&client, 200..1200).await;
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            assert_says_full(&step("gateway.log"));
+            // Space returns; the gateway catches up by itself.
+            std::fs::write(step("free"), "").unwrap();
+            publish(&client, 1200..1300).await;
+            tokio::time::sleep(Duration::from_secs(8)).await;
+        }
+    }
     std::fs::write(step("stop"), "").unwrap();
     wait_file(&step("done"), 30).await;
     assert!(namespace.wait().unwrap().success());

@@ -165,7 +165,7 @@ impl FailureLog {
             (None, _) => {
                 self.since = Some(now);
                 self.last_logged = Some(now);
-                tracing::error!(readings, error = %e, "storage refuses readings: not acknowledging them; the broker keeps them until storage works again");
+                tracing::error!(readings, error = %e, "storage refuses readings: not acknowledging them; their senders keep them until storage works again");
             }
             (Some(since), Some(last)) if now.duration_since(last) >= FAILURE_LOG_EVERY => {
                 self.last_logged = Some(now);

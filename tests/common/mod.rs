@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod mosquitto;
+pub mod publisher;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,11 +37,21 @@ pub fn device(id: &str, patient: &str, profile_name: &str, port: Option<&Path>) 
     }
 }
 
-/// A configuration for the given devices and broker port.
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A configuration for the given devices, subscribing to a broker on
+/// `mqtt_port` (set `mqtt_server` to serve devices directly instead).
 pub fn config(devices: Vec<Device>, mqtt_port: u16, client_id: &str) -> Config {
     Config {
         file: PathBuf::from("(test)"),
-        mqtt: MqttConfig {
+        mqtt: Some(MqttConfig {
             host: "127.0.0.1".into(),
             port: mqtt_port,
             client_id: client_id.into(),
@@ -49,8 +60,8 @@ pub fn config(devices: Vec<Device>, mqtt_port: u16, client_id: &str) -> Config {
             tls: None,
             keep_alive: Duration::from_secs(10),
             inflight: 100,
-        },
-        embedded_broker: None,
+        }),
+        mqtt_server: None,
         ingest: IngestConfig::default(),
         chain: unused_chain(),
         devices,

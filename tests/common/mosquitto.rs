@@ -43,7 +43,7 @@ pub fn start() -> Option<Mosquitto> {
         return None;
     };
     let dir = tempfile::tempdir().unwrap();
-    let port = vitalgate::broker::free_port().unwrap();
+    let port = super::free_port();
     let conf = dir.path().join("mosquitto.conf");
     // The settings the gateway relies on (docs/ARCHITECTURE.md): persistent
     // sessions keep unacknowledged QoS 1 messages for the gateway while it

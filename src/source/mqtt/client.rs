@@ -1,4 +1,5 @@
-//! MQTT devices: one subscriber connection for all of them.
+//! MQTT devices through an external broker: one subscriber connection
+//! for all of them.
 //!
 //! QoS 1 with manual acknowledgement: a PUBLISH is acknowledged only after
 //! the storage stage has committed the readings decoded from it (or found
@@ -12,28 +13,17 @@
 //! once; the ingest replay guard drops the repeats of readings that carry a
 //! device time.
 
-use super::backoff::Backoff;
+use super::{Devices, MAX_PACKET_BYTES};
 use crate::config::{Device, MqttConfig};
-use crate::ingest::{Batch, Rejection};
+use crate::ingest::Batch;
+use crate::source::backoff::Backoff;
 use crate::store::Commit;
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport,
 };
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use vitalgate_devices::decode::{Decoder, MessageDecoder};
-use vitalgate_devices::profile::{MqttSettings, Transport as DeviceTransport};
-use vitalgate_devices::{Reject, Timestamp};
-
-/// Largest MQTT packet the gateway accepts from the broker. A larger one
-/// would make the client drop the connection (and a persistent session
-/// would deliver it again, forever), so the broker should be configured
-/// with the same limit; profiles reject smaller "too large" payloads
-/// politely.
-pub const MAX_PACKET_BYTES: usize = 1024 * 1024;
 
 /// A configuration the MQTT client cannot be built from.
 #[derive(Debug, thiserror::Error)]
@@ -110,121 +100,6 @@ struct PendingAck {
     stored: oneshot::Receiver<Commit>,
 }
 
-/// The MQTT devices, by id, with one decoder each.
-struct Devices {
-    by_id: HashMap<Arc<str>, (Device, Box<dyn MessageDecoder>)>,
-    /// Distinct topic patterns of the bound profiles.
-    patterns: Vec<MqttSettings>,
-}
-
-impl Devices {
-    fn new(devices: &[Device]) -> Self {
-        let mut by_id = HashMap::new();
-        let mut patterns: Vec<MqttSettings> = Vec::new();
-        for d in devices
-            .iter()
-            .filter(|d| d.profile.transport == DeviceTransport::Mqtt)
-        {
-            let Some(settings) = &d.profile.mqtt else {
-                continue;
-            };
-            if let Decoder::Message(decoder) = d.profile.format.decoder(&d.profile.format_options())
-            {
-                by_id.insert(Arc::clone(&d.id), (d.clone(), decoder));
-                if !patterns.iter().any(|p| p.topic == settings.topic) {
-                    patterns.push(settings.clone());
-                }
-            }
-        }
-        Devices { by_id, patterns }
-    }
-
-    /// Decode one message into a batch, rejecting what does not belong.
-    fn decode(&mut self, topic: &str, payload: &[u8], index: u64) -> Batch {
-        let received = Timestamp::now();
-        let mut batch = Batch::default();
-        let reject =
-            |batch: &mut Batch, device: Option<Arc<str>>, reason: Reject, detail: String| {
-                batch.rejections.push(Rejection {
-                    device,
-                    reason,
-                    detail,
-                });
-            };
-        let Some(id) = self.patterns.iter().find_map(|p| p.device_in(topic)) else {
-            reject(
-                &mut batch,
-                None,
-                Reject::UnknownTopic,
-                format!(
-                    "message on topic `{}` matches no device profile",
-                    printable(topic)
-                ),
-            );
-            return batch;
-        };
-        let Some((device, decoder)) = self.by_id.get_mut(id) else {
-            reject(
-                &mut batch,
-                None,
-                Reject::UnknownDevice,
-                format!(
-                    "device `{}` (topic `{}`) is not bound in the configuration",
-                    printable(id),
-                    printable(topic)
-                ),
-            );
-            return batch;
-        };
-        // A bound device must speak on its own profile's topic; the same id
-        // on another model's topic is a spoof or a misconfiguration.
-        let Some(settings) = device
-            .profile
-            .mqtt
-            .as_ref()
-            .filter(|s| s.device_in(topic).is_some())
-        else {
-            reject(
-                &mut batch,
-                Some(Arc::clone(&device.id)),
-                Reject::UnknownTopic,
-                format!(
-                    "device `{}` is bound to a {} profile but sent on topic `{}`",
-                    device.id,
-                    device.profile.format,
-                    printable(topic)
-                ),
-            );
-            return batch;
-        };
-        if payload.len() > settings.max_payload_bytes {
-            reject(
-                &mut batch,
-                Some(Arc::clone(&device.id)),
-                Reject::TooLarge,
-                format!(
-                    "message {index} is {} bytes; the profile allows {}",
-                    payload.len(),
-                    settings.max_payload_bytes
-                ),
-            );
-            return batch;
-        }
-        decoder.decode(payload, index, received, &mut |d| {
-            super::bind(d, device, received, &mut batch)
-        });
-        batch
-    }
-}
-
-/// Topics come from the network: keep log lines one printable line.
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(128)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 /// Run the MQTT source until cancelled; then acknowledge what storage
 /// already has and disconnect.
 pub async fn run(
@@ -234,7 +109,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut devices = Devices::new(&devices);
-    if devices.by_id.is_empty() {
+    if devices.is_empty() {
         return;
     }
     let inflight = usize::from(options.inflight());
@@ -268,7 +143,7 @@ pub async fn run(
                     session_present = ack.session_present,
                     "connected to the MQTT broker"
                 );
-                for p in &devices.patterns {
+                for p in devices.patterns() {
                     if let Err(e) = client.try_subscribe(p.filter(), QoS::AtLeastOnce) {
                         tracing::error!(filter = %p.filter(), error = %e, "cannot subscribe");
                     }
