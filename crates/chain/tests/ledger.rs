@@ -54,17 +54,26 @@ fn open(dir: &Path, max_readings: u64) -> Ledger {
     .unwrap()
 }
 
-/// Write `blocks` sealed blocks of `records` records of two readings each.
+/// The devices `fill` takes turns with, record by record.
+const DEVICES: [&str; 3] = ["ox-1", "ox-2", "ox-3"];
+
+/// Write `blocks` sealed blocks of `records` appended records of two
+/// readings each, the devices taking turns. Returns the readings in the
+/// order a sealed block stores them: by device, then as appended.
 fn fill(ledger: &mut Ledger, blocks: u64, records: i64) -> Vec<Reading> {
     let mut all = Vec::new();
     let start = ledger.blocks() as i64 * 1000;
     for b in 0..blocks as i64 {
+        let mut block = Vec::new();
         for r in 0..records {
             let i = start + b * 100 + r * 2;
-            let batch = vec![reading("ox-1", i), reading("ox-1", i + 1)];
+            let device = DEVICES[r as usize % DEVICES.len()];
+            let batch = vec![reading(device, i), reading(device, i + 1)];
             ledger.append(&[&batch], Timestamp(0)).unwrap();
-            all.extend(batch);
+            block.extend(batch);
         }
+        block.sort_by(|a, b| a.device.cmp(&b.device));
+        all.extend(block);
         ledger
             .seal(SealReason::Size, Timestamp(1_700_000_100_000))
             .unwrap()
@@ -132,7 +141,8 @@ fn every_recipient_reads_back_exactly_what_was_written_and_the_ledger_verifies()
             summary.readings,
             summary.tree_heads
         ),
-        (3, 15, 30, 3)
+        // One record per device in a sealed block.
+        (3, 9, 30, 3)
     );
 }
 
@@ -395,7 +405,9 @@ fn proofs_of_a_block_a_record_and_consistency_check_offline_and_fail_when_altere
 
     let p = proof::prove_record(&reader, 3, 1, &recipient(2), Some(4)).unwrap();
     let checked = proof::check(&p, &public).unwrap();
-    assert_eq!(checked.readings, written[3 * 8 + 2..3 * 8 + 4].to_vec());
+    // Block 3's record 1 is its second device's (ox-2's) readings; ox-1
+    // sent two of the block's four batches.
+    assert_eq!(checked.readings, written[3 * 8 + 4..3 * 8 + 6].to_vec());
     // The proof survives JSON.
     let json = serde_json::to_string(&p).unwrap();
     let back: proof::Proof = serde_json::from_str(&json).unwrap();
