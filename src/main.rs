@@ -74,6 +74,10 @@ enum Command {
     Verify(commands::verify::VerifyArgs),
     /// Decrypt readings with a recipient's private key, as JSON lines or CSV.
     Open(commands::open::OpenArgs),
+    /// Decrypt readings with a recipient's private key and export them:
+    /// `--format fhir` writes one FHIR R4 Bundle of vital-signs
+    /// Observations (JSON). Exit codes as `open`.
+    Export(commands::export::ExportArgs),
     /// Print a proof (JSON) that a block or a record is in the log, or that
     /// the log only grew between two sizes.
     Prove(commands::prove::ProveArgs),
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
             | Command::Keygen(_)
             | Command::Verify(_)
             | Command::Open(_)
+            | Command::Export(_)
             | Command::Prove(_)
             | Command::CheckProof(_)
             | Command::Demo { quiet: false, .. }
@@ -154,6 +159,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Command::Verify(args) => commands::verify::run(&args),
         Command::Open(args) => commands::open::run(&args),
+        Command::Export(args) => commands::export::run(&args),
         Command::Prove(args) => commands::prove::run(&args),
         Command::CheckProof(args) => commands::prove::check(&args),
         Command::Decode {

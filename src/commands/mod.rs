@@ -1,11 +1,14 @@
-//! The ledger's commands: keys, verification, reading back, proofs.
+//! The ledger's commands: keys, verification, reading back, export, proofs.
 //!
 //! They live in the binary (errors are `anyhow` here, at the edge); the
 //! work itself is in `vitalgate-chain`.
 
+pub mod export;
+pub mod fhir;
 pub mod keygen;
 pub mod open;
 pub mod prove;
+pub mod readings;
 pub mod verify;
 
 use anyhow::{Context, Result};
