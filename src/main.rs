@@ -64,8 +64,6 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Decode a raw capture with a device profile: readings as JSON lines on
-    /// stdout, each rejected frame on stderr with its byte offset.
     /// Create a key pair: the gateway's identity, or a recipient's.
     Keygen(commands::keygen::KeygenArgs),
     /// Check the whole ledger: signatures, hash links, Merkle roots, log
@@ -84,6 +82,8 @@ enum Command {
     /// Check a proof offline with the gateway's public key. Exit 0 when it
     /// holds, 1 when it does not.
     CheckProof(commands::prove::CheckProofArgs),
+    /// Decode a raw capture with a device profile: readings as JSON lines on
+    /// stdout, each rejected frame on stderr with its byte offset.
     Decode {
         /// The device profile (device-profiles/*.toml).
         #[arg(long, short)]
