@@ -9,6 +9,7 @@ use crate::crypto::keys::KeyId;
 use crate::ledger::{self, LedgerError, keys, split_record_value};
 use crate::merkle::{self, Hash};
 use std::path::{Path, PathBuf};
+use vitalgate_devices::Timestamp;
 
 /// A ledger opened for reading.
 pub struct LedgerReader {
@@ -18,12 +19,15 @@ pub struct LedgerReader {
 }
 
 /// The log state as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogState {
     /// Blocks sealed.
     pub size: u64,
     /// Hash of the last sealed block.
     pub last: Hash,
+    /// The log's right edge (perfect-subtree roots, largest first): kept so
+    /// the verifier can hold it to the chain, since sealing trusts it.
+    pub frontier: Vec<Hash>,
 }
 
 /// One stored record.
@@ -33,12 +37,35 @@ pub struct StoredRecord {
     pub index: u32,
     /// The COSE_Encrypt0 bytes.
     pub bytes: Vec<u8>,
+    /// The readings count and gateway-time range stored beside the record
+    /// (`None` if the value is too short to hold them). Not signed: they
+    /// let a block a crash left open be sealed without its key, so the
+    /// verifier holds them to the signed header's totals.
+    pub stored: Option<(u32, Timestamp, Timestamp)>,
 }
 
 impl LedgerReader {
     /// Open the ledger in `path`.
     pub fn open(path: &Path) -> Result<LedgerReader, LedgerError> {
         let (db, tree) = ledger::open_tree(path)?;
+        Ok(LedgerReader {
+            path: path.to_path_buf(),
+            _db: db,
+            tree,
+        })
+    }
+
+    /// Read through a sled database this process already has open (sled
+    /// locks its directory, so [`LedgerReader::open`] would fail): for a
+    /// tool or test that edits the ledger and verifies it in between
+    /// without closing and reopening sled each time. `path` is only named
+    /// in errors.
+    pub fn from_db(db: sled::Db, path: &Path) -> Result<LedgerReader, LedgerError> {
+        // The tree's name is the one `ledger::open_tree` opens (FORMAT.md,
+        // "Storage layout").
+        let tree = db
+            .open_tree("ledger")
+            .map_err(|e| ledger::storage_error(path, e))?;
         Ok(LedgerReader {
             path: path.to_path_buf(),
             _db: db,
@@ -95,11 +122,16 @@ impl LedgerReader {
         let Some(state) = self.tree.get(keys::STATE).map_err(|e| self.storage(e))? else {
             return Ok(None);
         };
-        let (size, last, _) = ledger::read_state(&state).map_err(|e| LedgerError::Corrupt {
-            path: self.path.clone(),
-            detail: e.to_string(),
-        })?;
-        Ok(Some(LogState { size, last }))
+        let (size, last, frontier) =
+            ledger::read_state(&state).map_err(|e| LedgerError::Corrupt {
+                path: self.path.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(Some(LogState {
+            size,
+            last,
+            frontier: frontier.nodes().to_vec(),
+        }))
     }
 
     /// The first block height above `height` that has records stored.
@@ -147,10 +179,15 @@ impl LedgerReader {
                     path: self.path.clone(),
                     detail: format!("a record key of the wrong length in block {height}"),
                 })?;
-            let bytes = split_record_value(&v)
-                .map(|(_, _, _, r)| r.to_vec())
-                .unwrap_or_else(|| v.to_vec());
-            out.push(StoredRecord { index, bytes });
+            let (bytes, stored) = match split_record_value(&v) {
+                Some((count, first, last, r)) => (r.to_vec(), Some((count, first, last))),
+                None => (v.to_vec(), None),
+            };
+            out.push(StoredRecord {
+                index,
+                bytes,
+                stored,
+            });
         }
         Ok(out)
     }

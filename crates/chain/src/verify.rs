@@ -5,12 +5,12 @@
 //! first break is what an auditor needs: everything before it is proven,
 //! nothing after it can be trusted.
 
-use crate::block::{BlockHeader, HeaderError, TreeHead, block_hash};
-use crate::crypto::cose::CoseError;
+use crate::block::{BlockHeader, TreeHead, block_hash};
+use crate::crypto::cose::Sign1;
 use crate::crypto::keys::{IdentityPublic, KeyId};
 use crate::ledger::LedgerError;
-use crate::merkle::{self, Hash};
-use crate::reader::LedgerReader;
+use crate::merkle::{self, Frontier, Hash};
+use crate::reader::{LedgerReader, LogState, StoredRecord};
 use serde::Serialize;
 use std::fmt;
 
@@ -104,7 +104,10 @@ fn finding(height: Option<u64>, problem: Problem, detail: impl Into<String>) -> 
 /// every signed tree head against the log.
 pub fn verify(reader: &LedgerReader, key: &IdentityPublic) -> Result<Summary, VerifyError> {
     let kid = key.kid();
-    if let Some(found) = reader.gateway()?
+    let gateway = reader
+        .gateway()
+        .map_err(|e| damaged(e, "the ledger's metadata"))?;
+    if let Some(found) = gateway
         && found != kid
     {
         return Err(finding(
@@ -161,11 +164,24 @@ pub fn verify(reader: &LedgerReader, key: &IdentityPublic) -> Result<Summary, Ve
         summary.records += u64::from(header.records);
         summary.readings += header.readings;
     }
-    let blocks = leaves.len() as u64;
-    check_open_block(reader, blocks, &mut summary)?;
+    check_open_block(reader, &leaves, &prev, &mut summary)?;
     check_tree_heads(reader, key, &leaves, &mut summary)?;
     summary.root = hex(&merkle::root(&leaves));
     Ok(summary)
+}
+
+/// A stored value the ledger itself reads (metadata, log state) that no
+/// longer parses is damage to report, not a reason verification cannot
+/// run: the walk can still name it.
+fn damaged(e: LedgerError, what: &str) -> VerifyError {
+    match e {
+        LedgerError::Corrupt { detail, .. } => finding(
+            None,
+            Problem::Altered,
+            format!("{what} cannot be read: {detail}"),
+        ),
+        e => VerifyError::Storage(e),
+    }
 }
 
 fn check_header(
@@ -181,25 +197,58 @@ fn check_header(
             format!("the header cannot be read: {e}"),
         )
     })?;
-    if sign1.kid != *kid || header.gateway != *kid {
+    check_signature(&sign1, kid, key).map_err(|(problem, detail)| {
+        finding(Some(height), problem, format!("the header {detail}"))
+    })?;
+    if header.gateway != *kid {
         return Err(finding(
             Some(height),
             Problem::WrongKey,
             format!(
-                "signed by key {}, not by the gateway key given ({kid})",
+                "the header names gateway {}, not the gateway key given ({kid})",
+                header.gateway
+            ),
+        ));
+    }
+    Ok(header)
+}
+
+/// Tell "signed by another key" from "altered". The kid sits in the
+/// unprotected header, outside what is signed: a changed kid over a
+/// signature the given key still verifies is an alteration, and only a
+/// signature that fails under the given key while naming another kid is
+/// another gateway's.
+fn check_signature(
+    sign1: &Sign1,
+    kid: &KeyId,
+    key: &IdentityPublic,
+) -> Result<(), (Problem, String)> {
+    if sign1.kid != *kid {
+        let mut as_ours = sign1.clone();
+        as_ours.kid = *kid;
+        if as_ours.verify(key).is_ok() {
+            return Err((
+                Problem::Altered,
+                format!(
+                    "is signed by the gateway key given ({kid}) but names key {} in its unprotected header: the kid was altered",
+                    sign1.kid
+                ),
+            ));
+        }
+        return Err((
+            Problem::WrongKey,
+            format!(
+                "is signed by key {}, not by the gateway key given ({kid})",
                 sign1.kid
             ),
         ));
     }
-    sign1.verify(key).map_err(|e| match e {
-        CoseError::WrongKey { .. } => finding(Some(height), Problem::WrongKey, e.to_string()),
-        e => finding(
-            Some(height),
+    sign1.verify(key).map_err(|e| {
+        (
             Problem::Altered,
-            format!("the header's signature does not verify ({e}): the header was altered"),
-        ),
-    })?;
-    Ok(header)
+            format!("has a signature that does not verify ({e}): it was altered"),
+        )
+    })
 }
 
 fn check_records(reader: &LedgerReader, header: &BlockHeader) -> Result<(), VerifyError> {
@@ -244,15 +293,73 @@ fn check_records(reader: &LedgerReader, header: &BlockHeader) -> Result<(), Veri
             "its records do not match the root in its signed header: a record was altered or reordered",
         ));
     }
+    check_stored_counts(&stored, header)
+}
+
+/// The count and time range stored beside each record are not signed
+/// (they let a block a crash left open be sealed without its key), but a
+/// sealed block's copies must add up to its signed header: the readings
+/// sum to its count, the ranges span exactly its first..last. That catches
+/// any change to a count, and any change to a time that moves the block's
+/// extremes or turns a range inside out; a time moved within the block's
+/// span stays invisible without the records' keys.
+fn check_stored_counts(stored: &[StoredRecord], header: &BlockHeader) -> Result<(), VerifyError> {
+    let h = header.height;
+    let mut readings = 0u64;
+    let mut span: Option<(i64, i64)> = None;
+    for r in stored {
+        let Some((count, first, last)) = r.stored else {
+            return Err(finding(
+                Some(h),
+                Problem::Altered,
+                format!("record {} is stored without its readings count", r.index),
+            ));
+        };
+        if first > last {
+            return Err(finding(
+                Some(h),
+                Problem::Altered,
+                format!(
+                    "the time range stored beside record {} ends before it starts",
+                    r.index
+                ),
+            ));
+        }
+        readings += u64::from(count);
+        span = Some(match span {
+            None => (first.0, last.0),
+            Some((f, l)) => (f.min(first.0), l.max(last.0)),
+        });
+    }
+    if readings != header.readings {
+        return Err(finding(
+            Some(h),
+            Problem::Altered,
+            format!(
+                "the readings counts stored beside its records add up to {readings}, not to the {} its signed header lists",
+                header.readings
+            ),
+        ));
+    }
+    if span.is_some_and(|s| s != (header.first.0, header.last.0)) {
+        return Err(finding(
+            Some(h),
+            Problem::Altered,
+            "the time ranges stored beside its records do not span the first..last its signed header lists",
+        ));
+    }
     Ok(())
 }
 
 fn check_open_block(
     reader: &LedgerReader,
-    blocks: u64,
+    leaves: &[Hash],
+    last: &Hash,
     summary: &mut Summary,
 ) -> Result<(), VerifyError> {
-    if let Some(state) = reader.state()? {
+    let blocks = leaves.len() as u64;
+    let state = reader.state().map_err(|e| damaged(e, "the log state"))?;
+    if let Some(state) = state {
         if state.size > blocks {
             return Err(finding(
                 Some(blocks),
@@ -273,6 +380,7 @@ fn check_open_block(
                 ),
             ));
         }
+        check_state_edge(&state, leaves, last)?;
     } else if blocks > 0 {
         return Err(finding(None, Problem::Altered, "the log state is missing"));
     }
@@ -289,25 +397,60 @@ fn check_open_block(
     Ok(())
 }
 
+/// The state's last hash and frontier are unsigned, and the next seal
+/// builds on them (its tree head's root comes from the frontier), so they
+/// must be exactly the chain's: a wrong frontier would get the next tree
+/// head signed over a log that is not this one.
+fn check_state_edge(state: &LogState, leaves: &[Hash], last: &Hash) -> Result<(), VerifyError> {
+    if state.last != *last {
+        return Err(finding(
+            None,
+            Problem::Altered,
+            format!(
+                "the log state's last block hash does not match block {}",
+                state.size.saturating_sub(1)
+            ),
+        ));
+    }
+    if state.frontier != Frontier::from_leaves(leaves).nodes() {
+        return Err(finding(
+            None,
+            Problem::Altered,
+            "the log state's frontier does not match the chain's block log",
+        ));
+    }
+    Ok(())
+}
+
 fn check_tree_heads(
     reader: &LedgerReader,
     key: &IdentityPublic,
     leaves: &[Hash],
     summary: &mut Summary,
 ) -> Result<(), VerifyError> {
+    let kid = key.kid();
     let blocks = leaves.len() as u64;
     let mut latest = 0;
+    // Tree heads come in size order; one frontier grown through the log
+    // gives each one's root in O(log n), where a root per head over its
+    // prefix would make verification quadratic in the number of blocks.
+    let mut log = Frontier::new();
     for item in reader.tree_heads() {
         let (size, signed) = item?;
-        let head = TreeHead::open(&signed, key).map_err(|e| {
-            let problem = match e {
-                HeaderError::Cose(CoseError::WrongKey { .. }) => Problem::WrongKey,
-                _ => Problem::Altered,
-            };
+        let unreadable = |e: String| {
+            finding(
+                None,
+                Problem::Altered,
+                format!("the tree head for size {size} cannot be read: {e}"),
+            )
+        };
+        let sign1 = Sign1::decode(&signed).map_err(|e| unreadable(e.to_string()))?;
+        let head = TreeHead::from_payload(&sign1.payload).map_err(|e| unreadable(e.to_string()))?;
+        check_signature(&sign1, &kid, key).map_err(|(problem, detail)| {
             finding(
                 None,
                 problem,
-                format!("the tree head for size {size} does not verify: {e}"),
+                format!("the tree head for size {size} {detail}"),
             )
         })?;
         if head.size != size {
@@ -329,10 +472,13 @@ fn check_tree_heads(
                 ),
             ));
         }
-        let Some(prefix) = leaves.get(..size as usize) else {
-            continue;
-        };
-        if merkle::root(prefix) != head.root {
+        while log.size() < size {
+            let Some(leaf) = leaves.get(log.size() as usize) else {
+                break;
+            };
+            log.push(*leaf);
+        }
+        if log.root() != head.root {
             return Err(finding(
                 None,
                 Problem::Altered,

@@ -1,86 +1,15 @@
-//! The ledger end to end: write, seal, recover, read back, verify, prove —
-//! and every kind of damage `verify` must name.
+//! The ledger end to end: write, seal, recover, read back, verify, prove.
+//! The damage `verify` must name is swept in `tamper.rs`.
 
+mod common;
+
+use common::{fill, identity, open, other_identity, policy, reading, recipient};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-use vitalgate_chain::crypto::keys::{IdentityKey, RecipientKey};
-use vitalgate_chain::verify::{self, Problem, VerifyError};
-use vitalgate_chain::{
-    BlockHeader, Ledger, LedgerError, LedgerReader, SealPolicy, SealReason, decrypt, proof,
-};
-use vitalgate_devices::{Quality, Reading, Timestamp, Vital};
-
-const SEED: [u8; 32] = [7; 32];
-
-fn identity() -> IdentityKey {
-    IdentityKey::from_seed(&SEED)
-}
-
-fn recipient(n: u8) -> RecipientKey {
-    RecipientKey::from_bytes(&[n; 32])
-}
-
-fn reading(device: &str, i: i64) -> Reading {
-    Reading {
-        device: Arc::from(device),
-        patient: Arc::from("patient-1"),
-        vital: if i % 2 == 0 {
-            Vital::Spo2
-        } else {
-            Vital::PulseRate
-        },
-        value: 90.0 + (i % 10) as f64,
-        device_time: Some(Timestamp(1_700_000_000_000 + i * 1000)),
-        gateway_time: Timestamp(1_700_000_000_100 + i * 1000),
-        quality: Quality::NONE,
-    }
-}
-
-fn policy(max_readings: u64) -> SealPolicy {
-    SealPolicy {
-        max_readings,
-        max_age: Duration::from_secs(3600),
-    }
-}
-
-fn open(dir: &Path, max_readings: u64) -> Ledger {
-    Ledger::open(
-        dir,
-        identity(),
-        vec![recipient(1).public(), recipient(2).public()],
-        policy(max_readings),
-    )
-    .unwrap()
-}
-
-/// The devices `fill` takes turns with, record by record.
-const DEVICES: [&str; 3] = ["ox-1", "ox-2", "ox-3"];
-
-/// Write `blocks` sealed blocks of `records` appended records of two
-/// readings each, the devices taking turns. Returns the readings in the
-/// order a sealed block stores them: by device, then as appended.
-fn fill(ledger: &mut Ledger, blocks: u64, records: i64) -> Vec<Reading> {
-    let mut all = Vec::new();
-    let start = ledger.blocks() as i64 * 1000;
-    for b in 0..blocks as i64 {
-        let mut block = Vec::new();
-        for r in 0..records {
-            let i = start + b * 100 + r * 2;
-            let device = DEVICES[r as usize % DEVICES.len()];
-            let batch = vec![reading(device, i), reading(device, i + 1)];
-            ledger.append(&[&batch], Timestamp(0)).unwrap();
-            block.extend(batch);
-        }
-        block.sort_by(|a, b| a.device.cmp(&b.device));
-        all.extend(block);
-        ledger
-            .seal(SealReason::Size, Timestamp(1_700_000_100_000))
-            .unwrap()
-            .unwrap();
-    }
-    all
-}
+use vitalgate_chain::crypto::keys::RecipientKey;
+use vitalgate_chain::verify;
+use vitalgate_chain::{BlockHeader, Ledger, LedgerError, LedgerReader, SealReason, decrypt, proof};
+use vitalgate_devices::{Reading, Timestamp, Vital};
 
 fn all_readings(dir: &Path, key: &RecipientKey) -> Vec<Reading> {
     let reader = LedgerReader::open(dir).unwrap();
@@ -93,35 +22,6 @@ fn all_readings(dir: &Path, key: &RecipientKey) -> Vec<Reading> {
         .flat_map(|h| decrypt::decrypt_block(&reader, h, key).unwrap())
         .flat_map(|r| r.readings)
         .collect()
-}
-
-fn finding(dir: &Path) -> verify::Finding {
-    let reader = LedgerReader::open(dir).unwrap();
-    match verify::verify(&reader, &identity().public()) {
-        Err(VerifyError::Invalid(f)) => f,
-        other => panic!("expected a finding, got {other:?}"),
-    }
-}
-
-/// Edit the raw sled tree (as an attacker with the disk would).
-fn tamper(dir: &Path, edit: impl FnOnce(&sled::Tree)) {
-    let db = sled::open(dir).unwrap();
-    let tree = db.open_tree("ledger").unwrap();
-    edit(&tree);
-    db.flush().unwrap();
-}
-
-fn header_key(h: u64) -> Vec<u8> {
-    let mut k = vec![b'h'];
-    k.extend_from_slice(&h.to_be_bytes());
-    k
-}
-
-fn record_key(h: u64, i: u32) -> Vec<u8> {
-    let mut k = vec![b'r'];
-    k.extend_from_slice(&h.to_be_bytes());
-    k.extend_from_slice(&i.to_be_bytes());
-    k
 }
 
 #[test]
@@ -268,128 +168,11 @@ fn blocks_seal_at_the_configured_size_and_watermarks_survive_a_restart() {
 fn a_ledger_refuses_another_gateways_identity() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path(), 10));
-    let other = IdentityKey::from_seed(&[8; 32]);
+    let other = other_identity();
     let err = Ledger::open(dir.path(), other, vec![recipient(1).public()], policy(10))
         .err()
         .unwrap();
     assert!(matches!(err, LedgerError::WrongIdentity { .. }), "{err}");
-}
-
-#[test]
-fn verify_names_an_altered_record() {
-    let dir = tempfile::tempdir().unwrap();
-    fill(&mut open(dir.path(), 1000), 3, 3);
-    tamper(dir.path(), |t| {
-        let k = record_key(1, 2);
-        let mut v = t.get(&k).unwrap().unwrap().to_vec();
-        let last = v.len() - 1;
-        v[last] ^= 1;
-        t.insert(k, v).unwrap();
-    });
-    let f = finding(dir.path());
-    assert_eq!((f.height, f.problem), (Some(1), Problem::Altered), "{f}");
-}
-
-#[test]
-fn verify_names_an_altered_header() {
-    let dir = tempfile::tempdir().unwrap();
-    fill(&mut open(dir.path(), 1000), 3, 3);
-    tamper(dir.path(), |t| {
-        let mut v = t.get(header_key(2)).unwrap().unwrap().to_vec();
-        let last = v.len() - 10;
-        v[last] ^= 0x40;
-        t.insert(header_key(2), v).unwrap();
-    });
-    let f = finding(dir.path());
-    assert_eq!((f.height, f.problem), (Some(2), Problem::Altered), "{f}");
-}
-
-#[test]
-fn verify_names_a_missing_block_and_a_missing_record() {
-    let dir = tempfile::tempdir().unwrap();
-    fill(&mut open(dir.path(), 1000), 4, 3);
-    tamper(dir.path(), |t| {
-        t.remove(header_key(1)).unwrap();
-    });
-    let f = finding(dir.path());
-    assert_eq!((f.height, f.problem), (Some(1), Problem::Missing), "{f}");
-
-    let dir = tempfile::tempdir().unwrap();
-    fill(&mut open(dir.path(), 1000), 4, 3);
-    tamper(dir.path(), |t| {
-        t.remove(record_key(2, 2)).unwrap();
-    });
-    let f = finding(dir.path());
-    assert_eq!((f.height, f.problem), (Some(2), Problem::Missing), "{f}");
-}
-
-#[test]
-fn verify_names_reordered_blocks() {
-    let dir = tempfile::tempdir().unwrap();
-    fill(&mut open(dir.path(), 1000), 4, 3);
-    tamper(dir.path(), |t| {
-        let a = t.get(header_key(1)).unwrap().unwrap();
-        let b = t.get(header_key(2)).unwrap().unwrap();
-        t.insert(header_key(1), b).unwrap();
-        t.insert(header_key(2), a).unwrap();
-    });
-    let f = finding(dir.path());
-    assert_eq!((f.height, f.problem), (Some(1), Problem::Reordered), "{f}");
-}
-
-#[test]
-fn verify_names_a_truncated_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    fill(&mut open(dir.path(), 1000), 4, 3);
-    tamper(dir.path(), |t| {
-        t.remove(header_key(3)).unwrap();
-        for i in 0..3 {
-            t.remove(record_key(3, i)).unwrap();
-        }
-    });
-    let f = finding(dir.path());
-    assert_eq!((f.height, f.problem), (Some(3), Problem::Truncated), "{f}");
-}
-
-#[test]
-fn verify_names_the_wrong_key() {
-    let dir = tempfile::tempdir().unwrap();
-    fill(&mut open(dir.path(), 1000), 2, 3);
-    let reader = LedgerReader::open(dir.path()).unwrap();
-    let other = IdentityKey::from_seed(&[8; 32]).public();
-    match verify::verify(&reader, &other) {
-        Err(VerifyError::Invalid(f)) => assert_eq!(f.problem, Problem::WrongKey, "{f}"),
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn a_block_from_another_history_breaks_the_hash_link() {
-    // Two ledgers of the same gateway; block 1 of one transplanted into the
-    // other is correctly signed, but does not link.
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    fill(&mut open(a.path(), 1000), 3, 3);
-    fill(&mut open(b.path(), 1000), 3, 2);
-    let donor = {
-        let db = sled::open(b.path()).unwrap();
-        let t = db.open_tree("ledger").unwrap();
-        (
-            t.get(header_key(1)).unwrap().unwrap(),
-            (0..2)
-                .map(|i| t.get(record_key(1, i)).unwrap().unwrap())
-                .collect::<Vec<_>>(),
-        )
-    };
-    tamper(a.path(), |t| {
-        t.insert(header_key(1), donor.0.clone()).unwrap();
-        t.remove(record_key(1, 2)).unwrap();
-        for (i, r) in donor.1.iter().enumerate() {
-            t.insert(record_key(1, i as u32), r.clone()).unwrap();
-        }
-    });
-    let f = finding(a.path());
-    assert_eq!((f.height, f.problem), (Some(1), Problem::Altered), "{f}");
 }
 
 #[test]
@@ -419,7 +202,7 @@ fn proofs_of_a_block_a_record_and_consistency_check_offline_and_fail_when_altere
     }
     assert!(proof::check(&forged, &public).is_err());
     // Against another gateway key it fails.
-    assert!(proof::check(&back, &IdentityKey::from_seed(&[8; 32]).public()).is_err());
+    assert!(proof::check(&back, &other_identity().public()).is_err());
 
     let p = proof::prove_consistency(&reader, 2, None).unwrap();
     let checked = proof::check(&p, &public).unwrap();
