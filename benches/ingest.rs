@@ -17,6 +17,9 @@
 //! bytes per reading. The ledger lives in the system's temporary folder:
 //! put TMPDIR on the disk you want to measure.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,17 +53,10 @@ fn main() {
         let messages = messages();
         let dir = std::env::temp_dir().join(format!("vitalgate-bench-{}", std::process::id()));
         measure("server", &dir.join("server"), &messages, None).await;
-        match Mosquitto::start(&dir) {
-            Some(broker) => {
-                measure(
-                    "mosquitto",
-                    &dir.join("mosquitto"),
-                    &messages,
-                    Some(broker.port),
-                )
-                .await
-            }
-            None => eprintln!("mosquitto route skipped: apt-get install mosquitto"),
+        // Skipped, with a message, when Mosquitto is not installed.
+        if let Some(broker) = common::mosquitto::start() {
+            let port = Some(broker.port);
+            measure("mosquitto", &dir.join("mosquitto"), &messages, port).await;
         }
         let _ = std::fs::remove_dir_all(&dir);
     });
@@ -219,47 +215,4 @@ async fn measure(
         s.bytes,
         s.bytes as f64 / total as f64
     );
-}
-
-/// A Mosquitto broker for the benchmark's lifetime.
-struct Mosquitto {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Mosquitto {
-    fn start(dir: &Path) -> Option<Mosquitto> {
-        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())?;
-        std::fs::create_dir_all(dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 100\nuser root\n"),
-        )
-        .unwrap();
-        let child = std::process::Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Mosquitto { child, port })
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

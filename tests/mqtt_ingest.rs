@@ -10,7 +10,7 @@ use rumqttc::mqttbytes::{self, QoS};
 use rumqttc::{AsyncClient, Event, MqttOptions};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use vitalgate::store::{ReadingStore, VolatileStore};
@@ -222,22 +222,11 @@ impl Raw {
 
     /// The next packet, or None once the server closed the connection.
     async fn recv(&mut self) -> Option<Packet> {
-        let read = async {
-            loop {
-                match Packet::read(&mut self.buf, 1 << 20) {
-                    Ok(p) => return Some(p),
-                    Err(mqttbytes::Error::InsufficientBytes(_)) => {
-                        if self.stream.read_buf(&mut self.buf).await.ok()? == 0 {
-                            return None;
-                        }
-                    }
-                    Err(e) => panic!("the server sent a malformed packet: {e}"),
-                }
-            }
-        };
+        let read = common::publisher::read_packet(&mut self.stream, &mut self.buf);
         tokio::time::timeout(Duration::from_secs(10), read)
             .await
             .expect("an answer within 10 s")
+            .unwrap_or_else(|e| panic!("the server sent a malformed packet: {e}"))
     }
 }
 

@@ -12,7 +12,7 @@ use rumqttc::mqttbytes::v4::{Connect, Packet, Publish};
 use rumqttc::mqttbytes::{self, QoS};
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// One message to publish.
@@ -58,7 +58,7 @@ pub async fn publish_all(
             continue;
         }
         out.clear();
-        match read(&mut stream, &mut buf).await {
+        match read_packet(&mut stream, &mut buf).await.ok().flatten() {
             Some(Packet::ConnAck(ack)) => {
                 assert!(ack.session_present, "the session must be kept");
             }
@@ -87,7 +87,7 @@ pub async fn publish_all(
             let delay = if can_send { pace(next) } else { Duration::ZERO };
             tokio::select! {
                 biased;
-                r = read_half(&mut reader, &mut buf) => match r {
+                r = read_packet(&mut reader, &mut buf) => match r.ok().flatten() {
                     Some(p) => take_ack(p, &mut in_flight, &mut acked),
                     None => break,
                 },
@@ -135,35 +135,21 @@ fn take_ack(p: Packet, in_flight: &mut VecDeque<(usize, u16)>, acked: &mut HashS
     }
 }
 
-async fn read(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Packet> {
-    loop {
-        match Packet::read(buf, 1 << 20) {
-            Ok(p) => return Some(p),
-            Err(mqttbytes::Error::InsufficientBytes(_)) => {
-                if stream.read_buf(buf).await.ok()? == 0 {
-                    return None;
-                }
-            }
-            Err(_) => return None,
-        }
-    }
-}
-
-/// The next packet; None when the connection is gone or garbled.
-/// Cancel-safe: bytes read stay in `buf`.
-async fn read_half(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+/// The next packet from `reader`: `Ok(None)` once the connection is
+/// closed, `Err` for bytes that are not MQTT 3.1.1. Cancel-safe: bytes
+/// read stay in `buf`.
+pub async fn read_packet<R: AsyncRead + Unpin>(
+    reader: &mut R,
     buf: &mut BytesMut,
-) -> Option<Packet> {
+) -> Result<Option<Packet>, mqttbytes::Error> {
     loop {
         match Packet::read(buf, 1 << 20) {
-            Ok(p) => return Some(p),
-            Err(mqttbytes::Error::InsufficientBytes(_)) => {
-                if reader.read_buf(buf).await.ok()? == 0 {
-                    return None;
-                }
-            }
-            Err(_) => return None,
+            Ok(p) => return Ok(Some(p)),
+            Err(mqttbytes::Error::InsufficientBytes(_)) => match reader.read_buf(buf).await {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            },
+            Err(e) => return Err(e),
         }
     }
 }

@@ -16,6 +16,8 @@
 //! block, e.g. 300 for one minute of these devices at 1 Hz, shows the cost
 //! per block: a signature, a hash link, a tree head and its signature).
 
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,19 +55,6 @@ const DEVICES: [(&str, &[(Vital, f64)]); 5] = [
 /// one commit a second, so building stays quick, and the records are the
 /// same; a block overshoots its 4,096 readings by at most one commit.
 const BATCHES_PER_COMMIT: usize = 25;
-
-/// splitmix64: seeded, so every run builds the same ledger.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 fn main() {
     let numbers: Vec<u64> = std::env::args()
@@ -137,17 +126,18 @@ fn build(dir: &Path, identity: IdentityKey, target: u64, per_block: u64) -> (u64
     let mut ledger = Ledger::open(dir, identity, recipients, policy).unwrap();
     let patient: Arc<str> = Arc::from("patient-1");
     let devices: Vec<Arc<str>> = DEVICES.iter().map(|(id, _)| Arc::from(*id)).collect();
-    let mut rng = Rng(0x5eed_5eed_0f7e_51f1);
+    // Seeded, so every run builds the same ledger.
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_5eed_0f7e_51f1);
     let mut clock = 1_763_708_400_000i64;
     let (mut readings, mut records) = (0u64, 0u64);
     let mut commit: Vec<Vec<Reading>> = Vec::with_capacity(BATCHES_PER_COMMIT);
     while readings < target {
         for (device, (_, vitals)) in devices.iter().zip(DEVICES) {
-            let n = 1 + (rng.next() % 8) as usize;
+            let n = 1 + (rng.random::<u64>() % 8) as usize;
             let batch = (0..n)
                 .map(|i| {
                     let (vital, typical) = vitals[i % vitals.len()];
-                    let noise = (rng.next() % 1000) as f64 / 1000.0 - 0.5;
+                    let noise = (rng.random::<u64>() % 1000) as f64 / 1000.0 - 0.5;
                     let at = clock + i as i64 * 100;
                     Reading {
                         device: Arc::clone(device),

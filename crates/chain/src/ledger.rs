@@ -186,6 +186,23 @@ struct OpenBlock {
     opened: Instant,
 }
 
+impl OpenBlock {
+    /// An empty block at `height`, opened now.
+    fn new(height: u64, key: Option<ContentKey>, recipients: Vec<Vec<u8>>) -> OpenBlock {
+        OpenBlock {
+            height,
+            key,
+            recipients,
+            leaves: Vec::new(),
+            readings_kept: Vec::new(),
+            readings: 0,
+            first: Timestamp(0),
+            last: Timestamp(0),
+            opened: Instant::now(),
+        }
+    }
+}
+
 /// The open sled database and the ledger's tree in it.
 struct Disk {
     db: sled::Db,
@@ -603,17 +620,7 @@ impl Ledger {
         let recipients = self.wrap(&key)?;
         let now = Timestamp::now();
         write.insert(keys::OPEN, encode_open(self.size, &recipients, now));
-        Ok(OpenBlock {
-            height: self.size,
-            key: Some(key),
-            recipients,
-            leaves: Vec::new(),
-            readings_kept: Vec::new(),
-            readings: 0,
-            first: Timestamp(0),
-            last: Timestamp(0),
-            opened: Instant::now(),
-        })
+        Ok(OpenBlock::new(self.size, Some(key), recipients))
     }
 
     /// The stored tip must be the block the state says it is.
@@ -677,17 +684,7 @@ impl Ledger {
                 ),
             ));
         }
-        let mut block = OpenBlock {
-            height,
-            key: None,
-            recipients,
-            leaves: Vec::new(),
-            readings_kept: Vec::new(),
-            readings: 0,
-            first: Timestamp(0),
-            last: Timestamp(0),
-            opened: Instant::now(),
-        };
+        let mut block = OpenBlock::new(height, None, recipients);
         for (i, item) in self.tree()?.scan_prefix(keys::records(height)).enumerate() {
             let (k, v) = item.map_err(|e| storage_error(&self.path, e))?;
             let (count, first, last, record) = split_record_value(&v)

@@ -10,6 +10,8 @@ use common::{
     META_KEY, STATE_KEY, fill, finding, header_key, identity, open, other_identity, raw_db,
     reading, record_key, tamper, tree_head_key,
 };
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
@@ -197,32 +199,15 @@ impl Part {
     }
 }
 
-/// splitmix64: a seeded, dependency-free source of positions and bits.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// The byte positions flipped in a value of `len` bytes: all of them up
 /// to [`EXHAUSTIVE`] bytes; beyond, the structural head, the last byte and
 /// a seeded sample of the rest.
-fn positions(len: usize, rng: &mut Rng) -> Vec<usize> {
+fn positions(len: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     if len <= EXHAUSTIVE {
         return (0..len).collect();
     }
     let mut at: Vec<usize> = (0..STRUCTURAL).chain([len - 1]).collect();
-    at.extend((0..SAMPLED).map(|_| STRUCTURAL + rng.below(len - 1 - STRUCTURAL)));
+    at.extend((0..SAMPLED).map(|_| rng.random_range(STRUCTURAL..len - 1)));
     at.sort_unstable();
     at.dedup();
     at
@@ -303,14 +288,14 @@ fn a_flipped_bit_anywhere_in_the_sealed_chain_or_the_log_is_found_and_placed() {
             prefixes.entry(*h).or_default().push(stored_prefix(v));
         }
     }
-    let mut rng = Rng(0x7a3d_e5c1_0b9f_4e21);
+    let mut rng = ChaCha8Rng::seed_from_u64(0x7a3d_e5c1_0b9f_4e21);
     let mut flips: BTreeMap<&str, usize> = BTreeMap::new();
     let mut unsigned_within_span = 0usize;
     let mut failures = Vec::new();
     for (&part, (key, original)) in &values {
         for at in positions(original.len(), &mut rng) {
             let mut flipped = original.clone();
-            flipped[at] ^= 1 << rng.below(8);
+            flipped[at] ^= 1 << rng.random_range(0..8);
             // A time moved within its block's span is undetectable (see
             // above); every other flip must be found.
             let invisible = match part {

@@ -68,11 +68,10 @@ pub(super) struct Connection {
     /// Cancelled on shutdown, when another connection takes this client id
     /// over, or when storage refuses a message.
     pub token: CancellationToken,
-    /// Wait this long before answering (storage has been refusing).
+    /// Wait this long before answering: non-zero exactly when storage was
+    /// refusing as this connection came, so a refusal here is not news (the
+    /// storage stage reports it once a minute).
     pub hold_off: Duration,
-    /// Storage was refusing when this connection came: a refusal here is
-    /// not news (the storage stage reports it once a minute).
-    pub storage_refusing: bool,
 }
 
 /// A CONNECT the server accepts.
@@ -175,11 +174,7 @@ impl Connection {
             Ok(Ok(c)) => c,
             Ok(Err(refusal)) => {
                 if let Some(code) = refusal.code {
-                    let mut out = BytesMut::new();
-                    if ConnAck::new(code, false).write(&mut out).is_ok() {
-                        let mut writer = writer;
-                        let _ = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&out)).await;
-                    }
+                    refuse(writer, code).await;
                 }
                 self.reject(Reject::Malformed, refusal.why).await;
                 return;
@@ -192,11 +187,7 @@ impl Connection {
         let accepted = match accept(&connect, self.id) {
             Ok(a) => a,
             Err(code) => {
-                let mut out = BytesMut::new();
-                if ConnAck::new(code, false).write(&mut out).is_ok() {
-                    let mut writer = writer;
-                    let _ = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&out)).await;
-                }
+                refuse(writer, code).await;
                 self.reject(
                     Reject::Malformed,
                     format!(
@@ -231,7 +222,7 @@ impl Connection {
             self.token.clone(),
             self.events.clone(),
             client_id.clone(),
-            self.storage_refusing,
+            !self.hold_off.is_zero(),
         ));
         let connack = Packet::ConnAck(ConnAck::new(
             ConnectReturnCode::Success,
@@ -501,6 +492,14 @@ async fn read_connect(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<
             },
             Err(e) => return Err(refuse(None, format!("malformed MQTT CONNECT: {e}"))),
         }
+    }
+}
+
+/// Answer a CONNECT with a refusing CONNACK (the connection closes after).
+async fn refuse(mut writer: OwnedWriteHalf, code: ConnectReturnCode) {
+    let mut out = BytesMut::new();
+    if ConnAck::new(code, false).write(&mut out).is_ok() {
+        flush(&mut writer, &mut out).await;
     }
 }
 

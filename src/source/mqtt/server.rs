@@ -121,7 +121,6 @@ pub async fn run(
                         events: events_tx.clone(),
                         token: cancel.child_token(),
                         hold_off: if refusing { hold_off.next_delay() } else { Duration::ZERO },
-                        storage_refusing: refusing,
                     };
                     connections.spawn(connection.serve(stream));
                 }
