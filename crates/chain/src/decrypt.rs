@@ -90,20 +90,20 @@ pub fn record_key(
     index: u32,
     key: &RecipientKey,
 ) -> Result<RecordKey, DecryptError> {
-    let recipients = recipients_of(reader, height)?;
+    let (recipients, _) = recipients_of(reader, height)?;
     let cek = content_key(height, &recipients, key)?;
     Ok(RecordKey::derive(&cek, height, index))
 }
 
-/// The wrapped keys of block `height`: from its signed header, or from
-/// the open-block marker while it is not sealed yet.
-fn recipients_of(reader: &LedgerReader, height: u64) -> Result<Vec<Vec<u8>>, DecryptError> {
+/// The wrapped keys of block `height`, and whether it is sealed: from its
+/// signed header, or from the open-block marker while it is not sealed yet.
+fn recipients_of(reader: &LedgerReader, height: u64) -> Result<(Vec<Vec<u8>>, bool), DecryptError> {
     if let Some(signed) = reader.header(height)? {
         let (_, header) = BlockHeader::decode(&signed).map_err(|e| DecryptError::Header {
             height,
             detail: e.to_string(),
         })?;
-        return Ok(header.recipients);
+        return Ok((header.recipients, true));
     }
     if let Some(open) = reader.open_block()? {
         let (open_height, recipients) = read_open(&open).map_err(|e| DecryptError::Header {
@@ -111,7 +111,7 @@ fn recipients_of(reader: &LedgerReader, height: u64) -> Result<Vec<Vec<u8>>, Dec
             detail: e.to_string(),
         })?;
         if open_height == height {
-            return Ok(recipients);
+            return Ok((recipients, false));
         }
     }
     Err(DecryptError::Header {
@@ -126,14 +126,18 @@ pub fn decrypt_block(
     height: u64,
     key: &RecipientKey,
 ) -> Result<Vec<RecordReadings>, DecryptError> {
-    let recipients = recipients_of(reader, height)?;
+    let (recipients, sealed) = recipients_of(reader, height)?;
     let cek = content_key(height, &recipients, key)?;
     let gateway = reader.gateway()?.ok_or_else(|| DecryptError::Header {
         height,
         detail: "the ledger has no metadata".into(),
     })?;
-    reader
-        .records(height)?
+    let records = if sealed {
+        reader.records(height)?
+    } else {
+        reader.pending_records(height)?
+    };
+    records
         .into_iter()
         .map(|record| {
             let index = record.index;

@@ -45,8 +45,15 @@ pub(crate) mod keys {
     pub const OPEN: &[u8] = b"open";
     /// Prefix of signed headers, by height.
     pub const HEADER: u8 = b'h';
-    /// Prefix of records, by height and index.
+    /// Prefix of sealed blocks' records, by height and index: the
+    /// COSE_Encrypt0 bytes alone.
     pub const RECORD: u8 = b'r';
+    /// Prefix of the open block's records, by height and index: each with
+    /// its readings count and time range in front (see `record_value`).
+    /// A key range of their own, so the group commits that add and the
+    /// seal that removes them never rewrite the leaves that hold sealed
+    /// records.
+    pub const PENDING: u8 = b'p';
     /// Prefix of signed tree heads, by tree size.
     pub const TREE_HEAD: u8 = b't';
     /// Prefix of per-series watermarks (latest stored device time).
@@ -71,6 +78,20 @@ pub(crate) mod keys {
     pub fn records(height: u64) -> [u8; 9] {
         let mut k = [RECORD; 9];
         k[1..].copy_from_slice(&height.to_be_bytes());
+        k
+    }
+
+    /// `p` + height + index.
+    pub fn pending(height: u64, index: u32) -> [u8; 13] {
+        let mut k = record(height, index);
+        k[0] = PENDING;
+        k
+    }
+
+    /// `p` + height: the prefix of the open block's records.
+    pub fn pendings(height: u64) -> [u8; 9] {
+        let mut k = records(height);
+        k[0] = PENDING;
         k
     }
 
@@ -163,13 +184,14 @@ pub struct Sealed {
 
 /// The block being filled.
 ///
-/// While open, each appended batch is its own record on disk (that is what
-/// makes an acknowledgement durable). At sealing, the readings are written
-/// again as one record per device under a fresh content key and the
-/// per-batch records are removed: a minute of one device's readings packs
-/// into far fewer bytes than sixty one-second records, each with its own
-/// COSE overhead and sled entry. A block sealed after a crash (`recovery`)
-/// keeps its per-batch records: their key is gone.
+/// While open, each appended batch is its own pending record on disk (that
+/// is what makes an acknowledgement durable). At sealing, the readings are
+/// written again as one record per device under a fresh content key and
+/// the pending records are removed: five minutes of one device's readings
+/// pack into far fewer bytes than three hundred one-second records, each
+/// with its own COSE overhead and sled entry. A block sealed after a crash
+/// (`recovery`) keeps its per-batch records, since their key is gone: they
+/// are moved to sealed records as they are, less their unsigned prefix.
 struct OpenBlock {
     height: u64,
     /// `None` for a block found open after a crash: it takes no more records.
@@ -232,8 +254,9 @@ pub struct Ledger {
     watermarks: HashMap<Series, Timestamp>,
 }
 
-/// Readings stored in one record alongside its bytes, so a block found
-/// open after a crash can be sealed without its key (see `docs/FORMAT.md`).
+/// The readings count and time range stored in front of a pending record,
+/// so a block found open after a crash can be sealed without its key (see
+/// `docs/FORMAT.md`). Sealed records carry nothing unsigned.
 const RECORD_PREFIX: usize = 4 + 8 + 8;
 
 impl Ledger {
@@ -413,7 +436,7 @@ impl Ledger {
                 .map_err(|e| corrupt(&self.path, format!("cannot encrypt a record: {e}")))?;
             let (b_first, b_last) = time_range(batch);
             write.insert(
-                &keys::record(height, index)[..],
+                &keys::pending(height, index)[..],
                 record_value(batch, &record),
             );
             leaves.push(merkle::leaf_hash(&record));
@@ -499,7 +522,7 @@ impl Ledger {
         let mut write = sled::Batch::default();
         let (leaves, recipients) = match &block.key {
             Some(_) => self.compact(block, &mut write)?,
-            None => (block.leaves.clone(), block.recipients.clone()),
+            None => (self.promote(block, &mut write)?, block.recipients.clone()),
         };
         let header = BlockHeader {
             gateway: self.gateway,
@@ -575,16 +598,53 @@ impl Ledger {
                 cose::encrypt_record(&record_key, &self.gateway, block.height, index, &plain)
                     .map_err(|e| corrupt(&self.path, format!("cannot encrypt a record: {e}")))?;
             leaves.push(merkle::leaf_hash(&record));
-            write.insert(
-                &keys::record(block.height, index)[..],
-                record_value(&device_readings, &record),
-            );
+            write.insert(&keys::record(block.height, index)[..], record);
         }
-        for index in leaves.len()..block.leaves.len() {
+        for index in 0..block.leaves.len() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
-            write.remove(&keys::record(block.height, index)[..]);
+            write.remove(&keys::pending(block.height, index)[..]);
         }
         Ok((leaves, recipients))
+    }
+
+    /// Queue the move of a recovered block's pending records, byte for byte
+    /// less their unsigned prefix, to sealed records. Returns their leaf
+    /// hashes, which must be those found at recovery.
+    fn promote(
+        &self,
+        block: &OpenBlock,
+        write: &mut sled::Batch,
+    ) -> Result<Vec<Hash>, LedgerError> {
+        let mut leaves = Vec::with_capacity(block.leaves.len());
+        for item in self.tree()?.scan_prefix(keys::pendings(block.height)) {
+            let (k, v) = item.map_err(|e| storage_error(&self.path, e))?;
+            let index = u32::try_from(leaves.len()).unwrap_or(u32::MAX);
+            let record = split_record_value(&v)
+                .map(|(_, _, _, record)| record)
+                .filter(|_| k.as_ref() == keys::pending(block.height, index));
+            let Some(record) = record else {
+                return Err(corrupt(
+                    &self.path,
+                    format!(
+                        "pending record {index} of block {} changed since recovery",
+                        block.height
+                    ),
+                ));
+            };
+            leaves.push(merkle::leaf_hash(record));
+            write.insert(&keys::record(block.height, index)[..], record);
+            write.remove(k);
+        }
+        if leaves != block.leaves {
+            return Err(corrupt(
+                &self.path,
+                format!(
+                    "the pending records of block {} changed since recovery",
+                    block.height
+                ),
+            ));
+        }
+        Ok(leaves)
     }
 
     /// The content key wrapped for every recipient.
@@ -685,10 +745,10 @@ impl Ledger {
             ));
         }
         let mut block = OpenBlock::new(height, None, recipients);
-        for (i, item) in self.tree()?.scan_prefix(keys::records(height)).enumerate() {
+        for (i, item) in self.tree()?.scan_prefix(keys::pendings(height)).enumerate() {
             let (k, v) = item.map_err(|e| storage_error(&self.path, e))?;
             let (count, first, last, record) = split_record_value(&v)
-                .filter(|_| k.as_ref() == keys::record(height, i as u32))
+                .filter(|_| k.as_ref() == keys::pending(height, i as u32))
                 .ok_or_else(|| {
                     corrupt(
                         &self.path,

@@ -30,18 +30,27 @@ pub struct LogState {
     pub frontier: Vec<Hash>,
 }
 
-/// One stored record.
+/// One stored record of a sealed block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
     /// Index within its block (from the key).
     pub index: u32,
     /// The COSE_Encrypt0 bytes.
     pub bytes: Vec<u8>,
-    /// The readings count and gateway-time range stored beside the record
-    /// (`None` if the value is too short to hold them). Not signed: they
-    /// let a block a crash left open be sealed without its key, so the
-    /// verifier holds them to the signed header's totals.
+}
+
+/// One record of the open block, not yet sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRecord {
+    /// The block it will be sealed in (from the key).
+    pub height: u64,
+    /// Index within that block (from the key).
+    pub index: u32,
+    /// The readings count and gateway-time range stored in front of the
+    /// record, unsigned (`None` if the value is too short to hold them).
     pub stored: Option<(u32, Timestamp, Timestamp)>,
+    /// The COSE_Encrypt0 bytes (the whole value if `stored` is `None`).
+    pub bytes: Vec<u8>,
 }
 
 impl LedgerReader {
@@ -134,15 +143,13 @@ impl LedgerReader {
         }))
     }
 
-    /// The first block height above `height` that has records stored.
-    pub fn records_after(&self, height: u64) -> Result<Option<u64>, LedgerError> {
-        let Some(next) = height.checked_add(1) else {
-            return Ok(None);
-        };
+    /// The first block height from `height` on that has sealed records
+    /// stored.
+    pub fn records_from(&self, height: u64) -> Result<Option<u64>, LedgerError> {
         let end = [keys::RECORD + 1];
         let first = self
             .tree
-            .range(keys::records(next).to_vec()..end.to_vec())
+            .range(keys::records(height).to_vec()..end.to_vec())
             .next()
             .transpose()
             .map_err(|e| self.storage(e))?;
@@ -163,33 +170,76 @@ impl LedgerReader {
             .map(|v| v.to_vec()))
     }
 
-    /// The records stored under `height`, in key order. A record whose
-    /// stored value is malformed is returned with its raw bytes, so the
-    /// verifier reports it rather than the reader hiding it.
+    /// The sealed records stored under `height`, in key order.
     pub fn records(&self, height: u64) -> Result<Vec<StoredRecord>, LedgerError> {
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix(keys::records(height)) {
+        self.tree
+            .scan_prefix(keys::records(height))
+            .map(|item| {
+                let (k, v) = item.map_err(|e| self.storage(e))?;
+                let (_, index) = self.record_key(&k, "record")?;
+                Ok(StoredRecord {
+                    index,
+                    bytes: v.to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    /// The records of the open block at `height`, in key order, without
+    /// their unsigned prefix (a value too short for it is returned whole).
+    pub fn pending_records(&self, height: u64) -> Result<Vec<StoredRecord>, LedgerError> {
+        self.tree
+            .scan_prefix(keys::pendings(height))
+            .map(|item| {
+                let (k, v) = item.map_err(|e| self.storage(e))?;
+                let (_, index) = self.record_key(&k, "pending record")?;
+                let bytes = split_record_value(&v).map_or(&v[..], |(_, _, _, r)| r);
+                Ok(StoredRecord {
+                    index,
+                    bytes: bytes.to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every pending record (of the open block, or of any height if the
+    /// store is damaged), in key order. A value too short for its prefix is
+    /// returned whole, so the verifier reports it rather than the reader
+    /// hiding it.
+    pub fn pending(&self) -> impl Iterator<Item = Result<PendingRecord, LedgerError>> + '_ {
+        self.tree.scan_prefix([keys::PENDING]).map(|item| {
             let (k, v) = item.map_err(|e| self.storage(e))?;
-            let index = k
-                .get(9..13)
-                .and_then(|b| b.try_into().ok())
-                .filter(|_| k.len() == 13)
-                .map(u32::from_be_bytes)
-                .ok_or_else(|| LedgerError::Corrupt {
-                    path: self.path.clone(),
-                    detail: format!("a record key of the wrong length in block {height}"),
-                })?;
-            let (bytes, stored) = match split_record_value(&v) {
-                Some((count, first, last, r)) => (r.to_vec(), Some((count, first, last))),
-                None => (v.to_vec(), None),
+            let (height, index) = self.record_key(&k, "pending record")?;
+            let (stored, bytes) = match split_record_value(&v) {
+                Some((count, first, last, r)) => (Some((count, first, last)), r.to_vec()),
+                None => (None, v.to_vec()),
             };
-            out.push(StoredRecord {
+            Ok(PendingRecord {
+                height,
                 index,
-                bytes,
                 stored,
-            });
-        }
-        Ok(out)
+                bytes,
+            })
+        })
+    }
+
+    /// The height and index in a record key (prefix, u64, u32).
+    fn record_key(&self, k: &[u8], what: &str) -> Result<(u64, u32), LedgerError> {
+        let height = k
+            .get(1..9)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes);
+        let index = k
+            .get(9..13)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes);
+        height
+            .zip(index)
+            .filter(|_| k.len() == 13)
+            .ok_or_else(|| LedgerError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("a {what} key of the wrong length"),
+            })
     }
 
     /// Every stored signed tree head, by tree size, in order.

@@ -10,7 +10,7 @@ use crate::crypto::cose::Sign1;
 use crate::crypto::keys::{IdentityPublic, KeyId};
 use crate::ledger::LedgerError;
 use crate::merkle::{self, Frontier, Hash};
-use crate::reader::{LedgerReader, LogState, StoredRecord};
+use crate::reader::{LedgerReader, LogState};
 use serde::Serialize;
 use std::fmt;
 
@@ -293,61 +293,6 @@ fn check_records(reader: &LedgerReader, header: &BlockHeader) -> Result<(), Veri
             "its records do not match the root in its signed header: a record was altered or reordered",
         ));
     }
-    check_stored_counts(&stored, header)
-}
-
-/// The count and time range stored beside each record are not signed
-/// (they let a block a crash left open be sealed without its key), but a
-/// sealed block's copies must add up to its signed header: the readings
-/// sum to its count, the ranges span exactly its first..last. That catches
-/// any change to a count, and any change to a time that moves the block's
-/// extremes or turns a range inside out; a time moved within the block's
-/// span stays invisible without the records' keys.
-fn check_stored_counts(stored: &[StoredRecord], header: &BlockHeader) -> Result<(), VerifyError> {
-    let h = header.height;
-    let mut readings = 0u64;
-    let mut span: Option<(i64, i64)> = None;
-    for r in stored {
-        let Some((count, first, last)) = r.stored else {
-            return Err(finding(
-                Some(h),
-                Problem::Altered,
-                format!("record {} is stored without its readings count", r.index),
-            ));
-        };
-        if first > last {
-            return Err(finding(
-                Some(h),
-                Problem::Altered,
-                format!(
-                    "the time range stored beside record {} ends before it starts",
-                    r.index
-                ),
-            ));
-        }
-        readings += u64::from(count);
-        span = Some(match span {
-            None => (first.0, last.0),
-            Some((f, l)) => (f.min(first.0), l.max(last.0)),
-        });
-    }
-    if readings != header.readings {
-        return Err(finding(
-            Some(h),
-            Problem::Altered,
-            format!(
-                "the readings counts stored beside its records add up to {readings}, not to the {} its signed header lists",
-                header.readings
-            ),
-        ));
-    }
-    if span.is_some_and(|s| s != (header.first.0, header.last.0)) {
-        return Err(finding(
-            Some(h),
-            Problem::Altered,
-            "the time ranges stored beside its records do not span the first..last its signed header lists",
-        ));
-    }
     Ok(())
 }
 
@@ -384,15 +329,28 @@ fn check_open_block(
     } else if blocks > 0 {
         return Err(finding(None, Problem::Altered, "the log state is missing"));
     }
-    // Records of the open block (or of a block a crash left open) are
-    // written, encrypted, but not yet sealed: counted, not judged.
-    summary.open_records = reader.records(blocks)?.len() as u64;
-    if let Some(extra) = reader.records_after(blocks)? {
+    if let Some(extra) = reader.records_from(blocks)? {
         return Err(finding(
             Some(extra),
             Problem::Altered,
-            format!("records are stored for block {extra}, beyond the open block {blocks}"),
+            format!("sealed records are stored for block {extra}, which is not sealed"),
         ));
+    }
+    // Records of the open block (or of a block a crash left open) are
+    // written, encrypted, but not yet sealed: counted, not judged.
+    for record in reader.pending() {
+        let record = record?;
+        if record.height != blocks {
+            return Err(finding(
+                Some(record.height),
+                Problem::Altered,
+                format!(
+                    "a pending record is stored for block {}, not for the open block {blocks}",
+                    record.height
+                ),
+            ));
+        }
+        summary.open_records += 1;
     }
     Ok(())
 }

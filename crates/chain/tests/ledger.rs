@@ -128,6 +128,9 @@ fn a_block_left_open_by_a_crash_is_sealed_on_the_next_start_and_stays_readable()
     assert_eq!(recovered.reason, SealReason::Recovery);
     assert_eq!(recovered.readings, 2);
     verify::verify(&reader, &identity().public()).unwrap();
+    // Sealing moved the recovered records out of the pending range.
+    assert_eq!(reader.pending().count(), 0);
+    assert_eq!(reader.records(1).unwrap().len(), 1);
 }
 
 #[test]
