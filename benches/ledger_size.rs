@@ -7,10 +7,14 @@
 //! minutes) is played for a simulated time as fast as the ledger takes it.
 //! Each device sample becomes one batch, as one MQTT message or serial read
 //! does in the daemon, and each simulated second is one group commit; the
-//! default seal policy runs on simulated time.
+//! default seal policy runs on simulated time. The device stamps the
+//! sample; the gateway's time is its arrival, 2–40 ms later (seeded), as
+//! over a home network: that jitter is what the gateway-time column costs.
 //!
 //! Run: `cargo bench --bench ledger_size [-- HOURS]` (default 24).
 
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,8 +70,10 @@ fn main() {
         }
         second.clear();
     };
+    let mut latency = ChaCha8Rng::seed_from_u64(11);
     for sample in sim {
         let t = sample.snapshot.time;
+        let arrival = Timestamp(t.0 + latency.random_range(2..=40));
         if t.0 / 1000 != current {
             commit(&mut ledger, &mut second, Timestamp(current * 1000 + 999));
             current = t.0 / 1000;
@@ -84,7 +90,7 @@ fn main() {
                     quality: sample.snapshot.quality,
                     offset: 0,
                 };
-                Some(Reading::from_measurement(&m, device, patient, t))
+                Some(Reading::from_measurement(&m, device, patient, arrival))
             })
             .collect();
         readings += batch.len() as u64;

@@ -782,25 +782,48 @@ impl Ledger {
 }
 
 fn open_db(path: &Path) -> Result<(sled::Db, sled::Tree), LedgerError> {
-    let db = sled::Config::new()
-        .path(path)
-        // sled's default cache is 1 GiB; a Pi has less to spare.
-        .cache_capacity(16 * 1024 * 1024)
-        // Durability is explicit (one fsync per group commit); the
-        // background flush would only add writes.
-        .flush_every_ms(None)
-        .open()
-        .map_err(|e| match e {
-            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                LedgerError::Storage {
-                    path: path.to_path_buf(),
-                    detail: "in use by another process (a running gateway?); stop it first".into(),
+    // sled's lock on its directory can outlive a dropped handle for a
+    // moment (its thread pool finishes writes after the drop), so a
+    // reopen in the same process, as after a storage failure, waits for
+    // it rather than failing; another process holding it is still named.
+    let mut pause = Duration::from_millis(5);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let db = loop {
+        let opened = sled::Config::new()
+            .path(path)
+            // sled's default cache is 1 GiB; a Pi has less to spare.
+            .cache_capacity(16 * 1024 * 1024)
+            // Durability is explicit (one fsync per group commit); the
+            // background flush would only add writes.
+            .flush_every_ms(None)
+            .open();
+        match opened {
+            Err(e) if is_locked(&e) => {
+                if Instant::now() >= deadline {
+                    return Err(LedgerError::Storage {
+                        path: path.to_path_buf(),
+                        detail: "in use by another process (a running gateway?); stop it first"
+                            .into(),
+                    });
                 }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
             }
-            e => storage_error(path, e),
-        })?;
+            Err(e) => return Err(storage_error(path, e)),
+            Ok(db) => break db,
+        }
+    };
     let tree = db.open_tree("ledger").map_err(|e| storage_error(path, e))?;
     Ok((db, tree))
+}
+
+/// Whether sled failed to open because its directory is locked. sled
+/// reports that as an `Other` I/O error naming the lock in its message
+/// (the `WouldBlock` of `flock` survives only as text).
+fn is_locked(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::WouldBlock
+            || io.to_string().starts_with("could not acquire lock"))
 }
 
 /// Open the ledger's sled tree for reading (verify, open, prove).

@@ -219,3 +219,17 @@ fn proofs_of_a_block_a_record_and_consistency_check_offline_and_fail_when_altere
     // A block not covered by the tree head asked for cannot be proved.
     assert!(proof::prove_block(&reader, 4, Some(4)).is_err());
 }
+
+#[test]
+fn a_ledger_in_use_is_named_as_such_after_waiting_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let _writer = open(dir.path(), 1000);
+    let started = std::time::Instant::now();
+    let err = LedgerReader::open(dir.path()).err().unwrap();
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    // It waited for a handle being dropped to let go, then gave up.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+}

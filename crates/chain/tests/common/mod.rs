@@ -114,11 +114,18 @@ pub fn verify_dir(dir: &Path) -> Result<verify::Summary, VerifyError> {
 /// flush thread, which can hold the directory's lock for a moment after
 /// the handle is dropped and make the next open fail.
 pub fn raw_db(dir: &Path) -> sled::Db {
-    sled::Config::new()
-        .path(dir)
-        .flush_every_ms(None)
-        .open()
-        .unwrap()
+    // A handle dropped a moment ago may still hold sled's lock (its thread
+    // pool finishes writes after the drop); the ledger waits the same way.
+    for _ in 0..300 {
+        match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            // sled reports the lock as an `Other` error naming it.
+            Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{} stayed locked", dir.display())
 }
 
 /// Edit the raw sled tree (as an attacker with the disk would).
