@@ -1381,7 +1381,7 @@ mod tests {
                     vital,
                     value,
                     t,
-                    device_time.map(|d| d),
+                    device_time,
                     quality,
                 ));
             }
