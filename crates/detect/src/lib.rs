@@ -6,7 +6,12 @@
 //! answers as living through it, and every rule can be tested on plain
 //! values.
 //!
+//! * [`condition`]: what every detector reports and the alert lifecycle
+//!   consumes: one condition (patient, kind, device) is one alert.
 //! * [`news2`]: the Royal College of Physicians' National Early Warning
 //!   Score 2, and the window of latest valid readings it is computed from.
 
+pub mod condition;
 pub mod news2;
+
+pub use condition::{Category, Condition, ConditionKey, ConditionKind, Evidence, Severity};
