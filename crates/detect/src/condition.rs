@@ -73,6 +73,23 @@ pub enum ConditionKind {
 }
 
 impl ConditionKind {
+    /// The snake_case name (as serialized): part of alert ids and payloads.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ConditionKind::News2 => "news2",
+            ConditionKind::SustainedHypoxaemia => "sustained_hypoxaemia",
+            ConditionKind::SustainedBradycardia => "sustained_bradycardia",
+            ConditionKind::SustainedTachycardia => "sustained_tachycardia",
+            ConditionKind::BaselineDrift => "baseline_drift",
+            ConditionKind::MotionArtifact => "motion_artifact",
+            ConditionKind::Flatline => "flatline",
+            ConditionKind::ImpossibleValues => "impossible_values",
+            ConditionKind::SensorOff => "sensor_off",
+            ConditionKind::Dropout => "dropout",
+            ConditionKind::DeviceOffline => "device_offline",
+        }
+    }
+
     /// Clinical or technical.
     pub const fn category(self) -> Category {
         match self {

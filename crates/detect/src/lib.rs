@@ -6,11 +6,15 @@
 //! answers as living through it, and every rule can be tested on plain
 //! values.
 //!
+//! * [`alert`]: the alert lifecycle (raised, escalated, acknowledged,
+//!   resolved), deduplicated per condition, reopened rather than re-raised
+//!   when a condition flaps.
 //! * [`condition`]: what every detector reports and the alert lifecycle
 //!   consumes: one condition (patient, kind, device) is one alert.
 //! * [`news2`]: the Royal College of Physicians' National Early Warning
 //!   Score 2, and the window of latest valid readings it is computed from.
 
+pub mod alert;
 pub mod condition;
 pub mod news2;
 
