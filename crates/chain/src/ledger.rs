@@ -820,7 +820,7 @@ fn open_db(path: &Path) -> Result<(sled::Db, sled::Tree), LedgerError> {
 /// Whether sled failed to open because its directory is locked. sled
 /// reports that as an `Other` I/O error naming the lock in its message
 /// (the `WouldBlock` of `flock` survives only as text).
-fn is_locked(e: &sled::Error) -> bool {
+pub fn is_locked(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io)
         if io.kind() == std::io::ErrorKind::WouldBlock
             || io.to_string().starts_with("could not acquire lock"))

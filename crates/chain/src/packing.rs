@@ -551,12 +551,14 @@ pub fn pack(readings: &[Reading], out: &mut Vec<u8>) {
     let runs: Vec<&[Row]> = rows.chunk_by(|a, b| run_of(a) == run_of(b)).collect();
     put_len(out, runs.len());
     let mut clocks = vec![Clock::default(); sources.len()];
-    let mut series: HashMap<(usize, Vital), Previous> = HashMap::new();
+    // Value state per series: by source, then by vital code − 1.
+    let mut series = vec![[Previous::default(); Vital::COUNT]; sources.len()];
     let mut previous_time = 0i64;
     let mut columns: Vec<(u8, Vec<i64>)> = Vec::new();
     for run in runs {
         let Some(first) = run.first() else { continue };
         let (shape, flags) = run_of(first);
+        let source = shapes[shape].0;
         let width = first.end - first.start;
         out.push(flags);
         put_len(out, shape);
@@ -569,7 +571,6 @@ pub fn pack(readings: &[Reading], out: &mut Vec<u8>) {
         }
         for (i, row) in run.iter().enumerate() {
             let r = &readings[row.start];
-            let source = shapes[shape].0;
             let clock = &mut clocks[source];
             let t = r.gateway_time.0;
             put_varint(out, zigzag(clock.gateway_field(t, previous_time)));
@@ -581,7 +582,7 @@ pub fn pack(readings: &[Reading], out: &mut Vec<u8>) {
                 put_varint(out, u64::from(r.quality.bits()));
             }
             for (reading, (code, mantissas)) in readings[row.start..row.end].iter().zip(&columns) {
-                let previous = series.entry((source, reading.vital)).or_default();
+                let previous = &mut series[source][usize::from(vital_code(reading.vital)) - 1];
                 match mantissas.get(i) {
                     Some(&m) => put_varint(out, zigzag(previous.field(*code, m))),
                     None => {

@@ -9,7 +9,6 @@ use crate::crypto::keys::KeyId;
 use crate::ledger::{self, LedgerError, keys, split_record_value};
 use crate::merkle::{self, Hash};
 use std::path::{Path, PathBuf};
-use vitalgate_devices::Timestamp;
 
 /// A ledger opened for reading.
 pub struct LedgerReader {
@@ -46,10 +45,8 @@ pub struct PendingRecord {
     pub height: u64,
     /// Index within that block (from the key).
     pub index: u32,
-    /// The readings count and gateway-time range stored in front of the
-    /// record, unsigned (`None` if the value is too short to hold them).
-    pub stored: Option<(u32, Timestamp, Timestamp)>,
-    /// The COSE_Encrypt0 bytes (the whole value if `stored` is `None`).
+    /// The COSE_Encrypt0 bytes, without the unsigned count and time range
+    /// in front (the whole value if it is too short to hold them).
     pub bytes: Vec<u8>,
 }
 
@@ -186,17 +183,14 @@ impl LedgerReader {
     }
 
     /// The records of the open block at `height`, in key order, without
-    /// their unsigned prefix (a value too short for it is returned whole).
+    /// their unsigned prefix.
     pub fn pending_records(&self, height: u64) -> Result<Vec<StoredRecord>, LedgerError> {
-        self.tree
-            .scan_prefix(keys::pendings(height))
-            .map(|item| {
-                let (k, v) = item.map_err(|e| self.storage(e))?;
-                let (_, index) = self.record_key(&k, "pending record")?;
-                let bytes = split_record_value(&v).map_or(&v[..], |(_, _, _, r)| r);
-                Ok(StoredRecord {
-                    index,
-                    bytes: bytes.to_vec(),
+        self.pending()
+            .filter(|r| r.as_ref().map_or(true, |r| r.height == height))
+            .map(|r| {
+                r.map(|r| StoredRecord {
+                    index: r.index,
+                    bytes: r.bytes,
                 })
             })
             .collect()
@@ -210,15 +204,11 @@ impl LedgerReader {
         self.tree.scan_prefix([keys::PENDING]).map(|item| {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let (height, index) = self.record_key(&k, "pending record")?;
-            let (stored, bytes) = match split_record_value(&v) {
-                Some((count, first, last, r)) => (Some((count, first, last)), r.to_vec()),
-                None => (None, v.to_vec()),
-            };
+            let bytes = split_record_value(&v).map_or(&v[..], |(_, _, _, r)| r);
             Ok(PendingRecord {
                 height,
                 index,
-                stored,
-                bytes,
+                bytes: bytes.to_vec(),
             })
         })
     }

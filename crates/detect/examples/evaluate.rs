@@ -280,20 +280,6 @@ fn main() {
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let config = MonitorConfig::default();
     let began = Instant::now();
-    let kinds = [
-        ScenarioKind::Stable,
-        ScenarioKind::Desaturation,
-        ScenarioKind::Tachycardia,
-        ScenarioKind::Bradycardia,
-        ScenarioKind::Fever,
-        ScenarioKind::Sepsis,
-        ScenarioKind::Copd,
-        ScenarioKind::SensorOff,
-        ScenarioKind::Flatline,
-        ScenarioKind::MotionArtifact,
-        ScenarioKind::Dropout,
-        ScenarioKind::Mixed,
-    ];
     let mut all = Tally::default();
     println!(
         "| scenario | patient-days | clinical labels | detected | sensitivity | false clinical alerts / patient-day (during technical labels) | delay median / p90 | beyond sustain median / p90 | technical labels detected | detectors that caught it |"
@@ -302,7 +288,7 @@ fn main() {
     let mut missed_all = Vec::new();
     let mut false_all = Vec::new();
     let mut false_kinds: BTreeMap<ConditionKind, usize> = BTreeMap::new();
-    for kind in kinds {
+    for kind in ScenarioKind::ALL {
         let mut t = Tally::default();
         for d in 0..days {
             // Every patient-day its own patient: the seed mixes the run's

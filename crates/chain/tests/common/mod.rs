@@ -118,8 +118,7 @@ pub fn raw_db(dir: &Path) -> sled::Db {
     // pool finishes writes after the drop); the ledger waits the same way.
     for _ in 0..300 {
         match sled::Config::new().path(dir).flush_every_ms(None).open() {
-            // sled reports the lock as an `Other` error naming it.
-            Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+            Err(e) if vitalgate_chain::ledger::is_locked(&e) => {
                 std::thread::sleep(std::time::Duration::from_millis(10))
             }
             other => return other.unwrap(),
