@@ -2,8 +2,8 @@
 //! written from docs/FORMAT.md alone) agrees with this implementation: it
 //! checks FORMAT.md's vectors, and every proof `vitalgate prove` writes for a
 //! fresh ledger, down to unwrapping the content key with a recipient's
-//! private key and decoding the packed readings; and it refuses a proof with
-//! one byte changed.
+//! private key and decoding the packed readings or the alert message; and it
+//! refuses a proof with one byte changed.
 
 mod common;
 
@@ -112,9 +112,19 @@ struct Fixture {
     gateway_pub: PathBuf,
 }
 
+/// An alert message as the daemon delivers it: one line of JSON, with
+/// non-ASCII text.
+fn alert_message(event: &str, alert: &str) -> Vec<u8> {
+    format!(
+        r#"{{"event":"{event}","alert":"{alert}","patient":"patient-b","condition":"desaturation","text":"SpO₂ 84 % — NEWS2 7"}}"#
+    )
+    .into_bytes()
+}
+
 /// Two sealed blocks (and an open one) with a strap, an oximeter whose
 /// readings carry quality flags and odd values (raw code 11: 0.1 + 0.2 and
-/// −0.0), a thermometer (code 1) and a cuff.
+/// −0.0), a thermometer (code 1), a cuff, and alert records: two in block
+/// 0, one in block 1, one in the open block.
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let chain = common::ledger_chain(dir.path());
@@ -146,6 +156,15 @@ fn fixture() -> Fixture {
             let strap = strap(t + 20, 62.0 + s as f64, &[beat, beat + 3]);
             let ox = oximeter(t + 500, 97.0 - s as f64, 70.0 + s as f64, pi, quality);
             ledger.append(&[&strap, &ox], Timestamp(t + 600)).unwrap();
+            let alerts: &[&[u8]] = match (block, s) {
+                (0, 2) => &[
+                    &alert_message("raised", "a-1"),
+                    &alert_message("escalated", "a-1"),
+                ],
+                (1, 4) => &[&alert_message("acknowledged", "a-1")],
+                _ => &[],
+            };
+            ledger.append_alerts(alerts, Timestamp(t + 700)).unwrap();
         }
         let mut temperature = reading("th-1", "patient-a", Vital::BodyTemperature, 36.6, base);
         temperature.device_time = None;
@@ -162,6 +181,12 @@ fn fixture() -> Fixture {
     }
     let open = oximeter(T0 + 200_000, 95.0, 71.0, 2.0, Quality::NONE);
     ledger.append(&[&open], Timestamp(T0 + 200_000)).unwrap();
+    ledger
+        .append_alerts(
+            &[&alert_message("resolved", "a-1")],
+            Timestamp(T0 + 200_100),
+        )
+        .unwrap();
     drop(ledger);
 
     Fixture {
@@ -172,8 +197,9 @@ fn fixture() -> Fixture {
     }
 }
 
-/// Devices of each sealed block, in record order (device id order).
-const RECORDS_PER_BLOCK: u32 = 4;
+/// Records of each sealed block: four devices' (in device id order), then
+/// the block's alert records (in the order stored).
+const RECORDS_PER_BLOCK: [u32; 2] = [6, 5];
 
 /// `vitalgate prove` with these arguments, written to `name` in the
 /// fixture's directory; also checked with `vitalgate check-proof`.
@@ -211,7 +237,7 @@ fn all_proofs(f: &Fixture) -> Vec<PathBuf> {
     let recipient = f.recipient.to_str().unwrap();
     let mut proofs = Vec::new();
     for height in 0..2 {
-        for index in 0..RECORDS_PER_BLOCK {
+        for index in 0..RECORDS_PER_BLOCK[height as usize] {
             let record = format!("{height}/{index}");
             proofs.push(prove(
                 f,
@@ -275,7 +301,12 @@ fn the_python_verifier_checks_the_format_vectors() {
     let out = run_verifier(&["vectors".as_ref()]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().count(), 5, "{}", text(&out));
+    assert_eq!(stdout.lines().count(), 6, "{}", text(&out));
+    assert!(
+        stdout.contains("ok Record contents: Test vector (alert record)"),
+        "{}",
+        text(&out)
+    );
     assert!(
         stdout.lines().all(|l| l.starts_with("ok ")),
         "{}",
@@ -299,9 +330,16 @@ fn the_python_verifier_accepts_every_proof_and_refuses_changed_bytes() {
     );
     // The records exercised what they were built for: the strap's R–R code
     // (10), the thermometer's one decimal (1), the oximeter's raw values
-    // (11) among two-decimal ones (2), and runs with quality bits.
+    // (11) among two-decimal ones (2), runs with quality bits, and the
+    // alert records after the device records.
+    let alert_bytes = alert_message("raised", "a-1").len();
     for needle in [
         "key unwrapped and derived",
+        &format!(
+            "record-0-4.json: record 4 of block 0 in the log of size 2: alert message of {alert_bytes} bytes recorded 2026-03-01T08:00:02.700Z decrypted and equal, key unwrapped and derived"
+        ),
+        "record-0-5.json: record 5 of block 0 in the log of size 2: alert message",
+        "record-1-4.json: record 4 of block 1 in the log of size 2: alert message",
         "(value codes 0,10;",
         "(value codes 1;",
         "(value codes 0,2,11; runs with quality 1)",
@@ -318,11 +356,56 @@ fn the_python_verifier_accepts_every_proof_and_refuses_changed_bytes() {
     let bad_signature = f.dir.path().join("bad-signature.json");
     tamper(&record, &bad_signature, &["block", "header"], 20);
 
-    let out = check_proofs(&f, &[record.clone(), bad_record, bad_signature]);
+    // One byte of an alert record's bytes; one character of the message the
+    // proof gives for it; the same message with its members in another
+    // order (the same JSON object, other bytes).
+    let alert = f.dir.path().join("record-0-5.json");
+    let bad_alert_record = f.dir.path().join("bad-alert-record.json");
+    tamper(&alert, &bad_alert_record, &["record", "bytes"], 20);
+    let mut json: Value = serde_json::from_slice(&std::fs::read(&alert).unwrap()).unwrap();
+    let message = json["record"]["alert"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json["record"]["alert"]["message"] = Value::String(message.replace("84", "85"));
+    let bad_alert_message = f.dir.path().join("bad-alert-message.json");
+    std::fs::write(&bad_alert_message, serde_json::to_vec(&json).unwrap()).unwrap();
+    let reordered: Value = serde_json::from_str(&message).unwrap();
+    json["record"]["alert"]["message"] = Value::String(reordered.to_string());
+    assert_ne!(reordered.to_string(), message);
+    let reordered_alert = f.dir.path().join("reordered-alert.json");
+    std::fs::write(&reordered_alert, serde_json::to_vec(&json).unwrap()).unwrap();
+
+    let out = check_proofs(
+        &f,
+        &[
+            record.clone(),
+            bad_record,
+            bad_signature,
+            bad_alert_record,
+            bad_alert_message,
+            reordered_alert,
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{}", text(&out));
+    assert_eq!(lines.len(), 6, "{}", text(&out));
+    assert!(
+        lines[3].starts_with("FAIL ")
+            && lines[3].contains("bad-alert-record.json")
+            && lines[3].contains("record 5 is not in block 0"),
+        "{}",
+        text(&out)
+    );
+    for line in &lines[4..] {
+        assert!(
+            line.starts_with("FAIL ")
+                && line.contains("is not the message the record holds (compared byte for byte)"),
+            "{}",
+            text(&out)
+        );
+    }
     assert!(lines[0].starts_with("ok "), "{}", text(&out));
     assert!(
         lines[1].starts_with("FAIL ")

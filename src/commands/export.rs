@@ -28,7 +28,9 @@ pub struct ExportArgs {
 }
 
 /// Decrypt every reading this recipient can read in the time window and
-/// write them to stdout in the format asked for. The exit code is `open`'s:
+/// write them to stdout in the format asked for. Alert records are not
+/// exported (they are the gateway's audit trail, not observations); the
+/// summary on stderr counts them. The exit code is `open`'s:
 /// 0, or 1 when some block could not be decrypted (what could be is still
 /// written); errors (2) are the caller's.
 pub fn run(args: &ExportArgs) -> Result<ExitCode> {

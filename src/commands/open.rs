@@ -1,6 +1,7 @@
-//! `vitalgate open`: decrypt readings with a recipient's private key.
+//! `vitalgate open`: decrypt readings — or, with `--alerts`, the alert
+//! records of the audit trail — with a recipient's private key.
 
-use super::readings::{self, Located, ReadArgs};
+use super::readings::{self, Located, LocatedAlert, ReadArgs};
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -26,6 +27,12 @@ pub struct OpenArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     format: Format,
+    /// List the alert records (every alert, escalation, acknowledgement
+    /// and delivery receipt the gateway recorded) instead of the readings,
+    /// as JSON lines `{"block":H,"record":I,"time":T,"alert":{...}}`, the
+    /// message as stored; --from and --to select by the recorded time.
+    #[arg(long)]
+    alerts: bool,
 }
 
 #[derive(Serialize)]
@@ -39,9 +46,19 @@ struct Line<'a> {
 /// Decrypt every block this recipient can read, oldest first, including
 /// the records of the block still open.
 pub fn run(args: &OpenArgs) -> Result<ExitCode> {
+    if args.alerts && matches!(args.format, Format::Csv) {
+        anyhow::bail!("--alerts writes JSON lines (alert messages are JSON); drop --format csv");
+    }
     let (reader, key) = args.read.open()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.alerts {
+        let walked = readings::walk_alerts(&reader, &key, args.read.window(), |located| {
+            write_alert(&mut out, located)
+        })?;
+        out.flush()?;
+        return Ok(walked.report());
+    }
     if matches!(args.format, Format::Csv) {
         writeln!(
             out,
@@ -88,6 +105,22 @@ fn write_reading(out: &mut impl Write, located: Located<'_>, format: Format) -> 
             csv_field(&reading.quality.to_string()),
         )?,
     }
+    Ok(())
+}
+
+/// One alert record as a JSON line. The message is written as stored:
+/// the ledger only takes a JSON object on one line, so it embeds as is,
+/// byte for byte (re-serializing could reorder its keys or change its
+/// numbers).
+fn write_alert(out: &mut impl Write, located: LocatedAlert<'_>) -> Result<()> {
+    writeln!(
+        out,
+        "{{\"block\":{},\"record\":{},\"time\":{},\"alert\":{}}}",
+        located.block,
+        located.record,
+        serde_json::to_string(&located.alert.time)?,
+        located.alert.message.as_str()
+    )?;
     Ok(())
 }
 

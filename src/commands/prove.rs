@@ -19,7 +19,8 @@ pub struct ProveArgs {
     #[arg(long, group = "what")]
     block: Option<u64>,
     /// Prove this record (BLOCK/RECORD, as `vitalgate open` prints them)
-    /// and its readings; discloses that record's key, and only that one.
+    /// and its readings, or its alert message for an alert record
+    /// (`open --alerts`); discloses that record's key, and only that one.
     #[arg(long, group = "what", value_parser = parse_record)]
     record: Option<(u64, u32)>,
     /// Prove the log at --size (latest by default) extends the log at this

@@ -10,9 +10,10 @@ this program and `vitalgate check-proof` is a disagreement with the document.
     verify.py vectors
         checks FORMAT.md's ledger test vectors.
     verify.py proof --gateway-key GATEWAY.pub [--identity RECIPIENT.key] PROOF.json...
-        checks each proof as FORMAT.md "Proofs" says; with --identity, also
-        unwraps the block's content key, derives the record key, and checks
-        it is the disclosed one.
+        checks each proof as FORMAT.md "Proofs" says (a record proof of
+        readings or of an alert message, by the record's content type); with
+        --identity, also unwraps the block's content key, derives the record
+        key, and checks it is the disclosed one.
 
 Exit status: 0 when everything holds, 1 when something does not, 2 on usage
 or I/O errors.
@@ -568,6 +569,80 @@ def decrypt_record(record, key, gateway_kid, height, index, derived_iv=None):
 
 
 # ---------------------------------------------------------------------------
+# FORMAT.md "Record contents"
+# ---------------------------------------------------------------------------
+
+CONTENT_READINGS = 0x02  # the plaintext, whole, is "Packed readings"
+CONTENT_ALERT = 0x20  # an alert record
+MAX_ALERT_BYTES = 65536
+MAX_ALERT_DEPTH = 32
+
+
+def _refuse_json_constant(name):
+    # Python's json accepts NaN, Infinity and -Infinity, which are not JSON.
+    raise Invalid(f"alert message: {name} is not JSON")
+
+
+def check_alert_message(message):
+    """FORMAT.md "Alert record", rules 1-6 for the message. Returns it as text."""
+    need(len(message) <= MAX_ALERT_BYTES, f"alert message: {len(message)} bytes, over {MAX_ALERT_BYTES}")
+    try:
+        text = message.decode("utf-8")  # strict: no overlong forms, surrogates or values over U+10FFFF
+    except UnicodeDecodeError as e:
+        raise Invalid(f"alert message: not UTF-8 (byte {e.start})") from None
+    need(message[:1] == b"{" and message[-1:] == b"}", "alert message: does not start with { and end with }")
+    need(b"\n" not in message and b"\r" not in message, "alert message: holds a line break")
+    # Rule 5: depth, counting { and [ outside strings.
+    depth, in_string, escaped = 0, False, False
+    for i, b in enumerate(message):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:  # backslash
+                escaped = True
+            elif b == 0x22:
+                in_string = False
+        elif b == 0x22:
+            in_string = True
+        elif b in (0x7B, 0x5B):
+            depth += 1
+            need(depth <= MAX_ALERT_DEPTH, f"alert message: nested deeper than {MAX_ALERT_DEPTH} at byte {i}")
+        elif b in (0x7D, 0x5D):
+            depth -= 1
+    # Rule 6: the grammar only. Numbers are kept as text (no conversion can
+    # fail or lose anything), constants refused.
+    try:
+        value = json.loads(text, parse_int=str, parse_float=str, parse_constant=_refuse_json_constant)
+    except ValueError as e:  # json.JSONDecodeError is a ValueError
+        raise Invalid(f"alert message: not JSON: {e}") from None
+    need(isinstance(value, dict), "alert message: not a JSON object")
+    return text
+
+
+def encode_alert_record(time_ms, message):
+    """FORMAT.md "Alert record": 0x20 || time (i64 BE) || message."""
+    return bytes([CONTENT_ALERT]) + struct.pack(">q", time_ms) + message
+
+
+def decode_record_content(plaintext, stats=None):
+    """FORMAT.md "Record contents": dispatch on the first byte.
+    Returns ("readings", [Reading]) or ("alert", (time ms, message bytes))."""
+    need(len(plaintext) > 0, "record content: empty plaintext")
+    kind = plaintext[0]
+    if kind == CONTENT_READINGS:
+        readings = unpack_readings(plaintext, stats)
+        need(pack_readings(readings) == plaintext, "packed readings: decoded, but re-encode to other bytes")
+        return "readings", readings
+    if kind == CONTENT_ALERT:
+        need(len(plaintext) >= 9, "alert record: too short for its time")
+        (time_ms,) = struct.unpack(">q", plaintext[1:9])
+        message = plaintext[9:]
+        check_alert_message(message)
+        return "alert", (time_ms, message)
+    raise Invalid(f"record content: unknown content type 0x{kind:02x}")
+
+
+# ---------------------------------------------------------------------------
 # FORMAT.md "Packed readings"
 # ---------------------------------------------------------------------------
 
@@ -1092,7 +1167,8 @@ def reading_from_json(obj, i):
 
 
 def check_record(proof, header, recipient_secret):
-    """Proofs step 3 (and, with a recipient key, the key's derivation). Returns the readings."""
+    """Proofs step 3 (and, with a recipient key, the key's derivation).
+    Returns ("readings", readings, stats) or ("alert", (time ms, message bytes), None)."""
     record = proof.get("record")
     need(isinstance(record, dict), "no record")
     index = json_uint(record.get("index"), "record.index")
@@ -1111,15 +1187,35 @@ def check_record(proof, header, recipient_secret):
         need(derived_key == key, "record.key is not the key derived from the block's content key")
     plaintext = decrypt_record(record_bytes, key, header["gateway"], header["height"], index, derived_iv)
     stats = {}
-    readings = unpack_readings(plaintext, stats)
-    need(pack_readings(readings) == plaintext, "packed readings: decoded, but re-encode to other bytes")
+    kind, content = decode_record_content(plaintext, stats)
+    gives = [member for member in ("readings", "alert") if member in record]
+    if kind == "alert":
+        need(gives == ["alert"], f"the record holds an alert message, but the proof gives {gives or 'neither'}")
+        return "alert", check_listed_alert(record["alert"], *content), None
+    need(gives == ["readings"], f"the record holds readings, but the proof gives {gives or 'neither'}")
+    readings = content
     listed = record.get("readings")
     need(isinstance(listed, list), "record.readings: not a list")
     listed = [reading_from_json(obj, i) for i, obj in enumerate(listed)]
     need(len(listed) == len(readings), f"record holds {len(readings)} readings, the proof lists {len(listed)}")
     for i, (a, b) in enumerate(zip(readings, listed)):
         need(a.key() == b.key(), f"record.readings[{i}] is not the record's reading: {b!r} vs {a!r}")
-    return readings, stats
+    return "readings", readings, stats
+
+
+def check_listed_alert(listed, time_ms, message):
+    """Proofs: `alert` is {time, message}; the same instant, and the message's UTF-8 the record's bytes."""
+    need(isinstance(listed, dict) and sorted(listed) == ["message", "time"],
+         "record.alert: not an object of exactly time and message")
+    need(parse_time(listed["time"]) == time_ms, f"record.alert.time {listed['time']!r} is not the record's time")
+    text = listed["message"]
+    need(isinstance(text, str), "record.alert.message: not a string")
+    try:
+        given = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Invalid("record.alert.message: holds a lone surrogate, which no UTF-8 message can") from None
+    need(given == message, "record.alert.message is not the message the record holds (compared byte for byte)")
+    return time_ms, message
 
 
 def check_consistency(proof, gateway_key):
@@ -1141,8 +1237,14 @@ def check_proof(proof, gateway_key, recipient_secret):
         return f"block {header['height']} in the log of size {head['size']}"
     if kind == "vitalgate/proof/record/1":
         head, header = check_block(proof, gateway_key)
-        readings, stats = check_record(proof, header, recipient_secret)
+        kind, content, stats = check_record(proof, header, recipient_secret)
         unwrapped = ", key unwrapped and derived" if recipient_secret is not None else ""
+        if kind == "alert":
+            time_ms, message = content
+            return (f"record {proof['record']['index']} of block {header['height']} in the log of size "
+                    f"{head['size']}: alert message of {len(message)} bytes recorded {format_time(time_ms)} "
+                    f"decrypted and equal{unwrapped}")
+        readings = content
         codes = ",".join(str(c) for c in sorted(stats.get("codes", ())))
         return (f"record {proof['record']['index']} of block {header['height']} in the log of size "
                 f"{head['size']}: {len(readings)} readings decrypted and equal{unwrapped} "
@@ -1384,6 +1486,54 @@ def vector_packing():
     return 5
 
 
+def vector_record_contents():
+    """FORMAT.md "Record contents", "Test vector (alert record)", and the refusals the section lists."""
+    t = 1700000000000
+    message = '{"event":"raised","patient":"p-7","text":"SpO₂ 84 %"}'.encode("utf-8")
+    need(len(message) == 55 and "₂".encode("utf-8") == bytes.fromhex("e28282"), "the message is 55 bytes")
+    plaintext = bytes.fromhex(
+        "200000018bcfe568007b226576656e74223a22726169736564222c2270617469656e74223a22702d37222c2274657874"
+        "223a2253704fe282822038342025227d")
+    need(len(plaintext) == 64 and encode_alert_record(t, message) == plaintext, "alert record plaintext")
+    need(decode_record_content(plaintext) == ("alert", (t, message)), "alert record decodes")
+    key, iv = record_key(CEK_0_31, 1000, 7)
+    gateway_kid = bytes.fromhex("21fe31dfa154a261626bf854046fd227")
+    record = bytes.fromhex(
+        "d08344a1011818a1054cf4178347c0ef10a26291279b5850aad2609ec77dc4f26ea2af31"
+        "c21ead7ae7b81245ee5354212790dafcee0dc7543427528c7f7f155c5f30a6c13e2eaf56"
+        "1af84aee0c1ab642f103040392ddc592d462e825d9fb272e1b9795297eea72ba")
+    need(len(record) == 104 and encrypt_record(key, iv, gateway_kid, 1000, 7, plaintext) == record,
+         "alert record bytes")
+    need(decrypt_record(record, key, gateway_kid, 1000, 7, iv) == plaintext, "alert record decrypts")
+    # Dispatch: 0x02 is packed readings (the empty record), anything else
+    # but 0x20 is refused, and so is nothing at all.
+    need(decode_record_content(bytes.fromhex("0200000000")) == ("readings", []), "0x02 is packed readings")
+    for first in (0x00, 0x01, 0x03, 0x1F, 0x21, 0x7B, 0xFF):
+        need(refuses(lambda: decode_record_content(bytes([first]) + plaintext[1:])), f"content type {first:#04x}")
+    need(refuses(lambda: decode_record_content(b"")), "an empty plaintext")
+    need(refuses(lambda: decode_record_content(plaintext[:8])), "an alert record without its whole time")
+    # Any 64-bit time.
+    for time_ms in (-2**63, -1, 0, 2**63 - 1):
+        need(decode_record_content(encode_alert_record(time_ms, b"{}")) == ("alert", (time_ms, b"{}")), "any time")
+    # The message rules, 1 to 6.
+    def filler(n):
+        return b'{"x":"' + b"a" * (n - 8) + b'"}'
+    def nested(depth):
+        return b'{"a":' + b"[" * (depth - 1) + b"1" + b"]" * (depth - 1) + b"}"
+    accepted = [filler(MAX_ALERT_BYTES), nested(MAX_ALERT_DEPTH), b"{}", b'{"a":"\\n is escaped"}',
+                b'{"tab":\t1 }', b'{"big":1e400,"lone":"\\ud800","long":123456789012345678901234567890}',
+                b'{"a":1,"a":2}', b'{"s":"' + b"[" * 40 + b'\\"' + b"{" * 40 + b'"}']
+    refused = [filler(MAX_ALERT_BYTES + 1), b'{"a":\xff}', b'{"a":"\xed\xa0\x80"}', b'{"a":"\xc0\xaf"}',
+               b"", b"[]", b" {}", b"{} ", b'"{}"', b"{\n}", b'{"a":1}\r\n{}', nested(MAX_ALERT_DEPTH + 1),
+               b'{"a":1}{"b":2}', b"{a:1}", b'{"a":01}', b'{"a":NaN}', b'{"a":-Infinity}', b'{"a":"\\x"}',
+               b'{"a":"\x01"}', b'{"a":1,}', b"{'a':1}", b'{"a":1 /* c */}']
+    for m in accepted:
+        check_alert_message(m)
+    for m in refused:
+        need(refuses(lambda: check_alert_message(m)), f"alert message {m[:40]!r} refused")
+    return 6 + len(accepted) + len(refused)
+
+
 MERKLE_ENTRIES = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
 MERKLE_ROOTS = [
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
@@ -1454,6 +1604,7 @@ def run_vectors():
         ("Test vectors (keys)", vector_keys),
         ("Test vectors (header and tree head)", vector_header_and_tree_head),
         ("Test vectors (COSE)", vector_cose),
+        ("Record contents: Test vector (alert record)", vector_record_contents),
         ("Packed readings: Test vector", vector_packing),
         ("Merkle tree: Test vectors", vector_merkle),
     ]

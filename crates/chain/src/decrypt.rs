@@ -1,16 +1,28 @@
 //! Reading the ledger back as a recipient: unwrap each block's content
-//! key with a recipient's private key, derive each record's key, decrypt
-//! and unpack.
+//! key with a recipient's private key, derive each record's key, decrypt,
+//! and read what the record holds (packed readings or an alert message,
+//! by its first byte: [`content`](crate::content)).
 
 use crate::block::BlockHeader;
+use crate::content::{self, ContentError, RecordContent};
 use crate::crypto::cose::{self, CoseError, RecordKey};
 use crate::crypto::keys::{KeyId, RecipientKey};
 use crate::ledger::{LedgerError, read_open};
-use crate::packing::{self, PackError};
 use crate::reader::LedgerReader;
 use vitalgate_devices::Reading;
 
-/// The readings of one record.
+/// One record, decrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecryptedRecord {
+    /// Block height.
+    pub height: u64,
+    /// Record index within the block.
+    pub index: u32,
+    /// What it holds.
+    pub content: RecordContent,
+}
+
+/// The readings of one record of readings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordReadings {
     /// Block height.
@@ -45,15 +57,17 @@ pub enum DecryptError {
         /// What failed.
         source: CoseError,
     },
-    /// A record decrypted but its contents are not packed readings.
+    /// A record decrypted but its content cannot be read (an unknown
+    /// content type, packed readings that do not unpack, an alert message
+    /// that is not one).
     #[error("block {height} record {index}: {source}")]
-    Unpack {
+    Content {
         /// Block height.
         height: u64,
         /// Record index.
         index: u32,
         /// What is wrong.
-        source: PackError,
+        source: ContentError,
     },
     /// The header does not parse.
     #[error("block {height}: {detail}")]
@@ -120,12 +134,34 @@ fn recipients_of(reader: &LedgerReader, height: u64) -> Result<(Vec<Vec<u8>>, bo
     })
 }
 
-/// Decrypt every record of block `height` (sealed or still open).
+/// Decrypt the records of readings of block `height` (sealed or still
+/// open), in index order. Alert records are left out (their indexes are
+/// skipped); [`decrypt_records`] gives every record.
 pub fn decrypt_block(
     reader: &LedgerReader,
     height: u64,
     key: &RecipientKey,
 ) -> Result<Vec<RecordReadings>, DecryptError> {
+    Ok(decrypt_records(reader, height, key)?
+        .into_iter()
+        .filter_map(|record| match record.content {
+            RecordContent::Readings(readings) => Some(RecordReadings {
+                height: record.height,
+                index: record.index,
+                readings,
+            }),
+            RecordContent::Alert(_) => None,
+        })
+        .collect())
+}
+
+/// Decrypt every record of block `height` (sealed or still open), in index
+/// order: readings and alert messages.
+pub fn decrypt_records(
+    reader: &LedgerReader,
+    height: u64,
+    key: &RecipientKey,
+) -> Result<Vec<DecryptedRecord>, DecryptError> {
     let (recipients, sealed) = recipients_of(reader, height)?;
     let cek = content_key(height, &recipients, key)?;
     let gateway = reader.gateway()?.ok_or_else(|| DecryptError::Header {
@@ -153,15 +189,15 @@ pub fn decrypt_block(
                 record: Some(index),
                 source,
             })?;
-            let readings = packing::unpack(&plain).map_err(|source| DecryptError::Unpack {
+            let content = content::decode(&plain).map_err(|source| DecryptError::Content {
                 height,
                 index,
                 source,
             })?;
-            Ok(RecordReadings {
+            Ok(DecryptedRecord {
                 height,
                 index,
-                readings,
+                content,
             })
         })
         .collect()

@@ -3,9 +3,12 @@
 //! Readings arrive in groups (one group commit of the daemon's storage
 //! stage); each batch in a group becomes one encrypted record of the open
 //! block, the whole group is applied as one atomic sled batch and made
-//! durable with one fsync. Records are encrypted before they are written,
-//! under a per-block content key that lives only in memory: the open block
-//! on disk is as unreadable to a thief as a sealed one.
+//! durable with one fsync. Alert messages (the daemon's audit trail of
+//! every alert, escalation and acknowledgement) are records too, one per
+//! message, written the same way ([`Ledger::append_alerts`]). Records are
+//! encrypted before they are written, under a per-block content key that
+//! lives only in memory: the open block on disk is as unreadable to a
+//! thief as a sealed one.
 //!
 //! Sealing signs the header, appends the block's hash to the log, signs a
 //! new tree head and forgets the content key. A block left open by a crash
@@ -17,6 +20,7 @@
 
 use crate::block::{BlockHeader, SealReason, TreeHead, block_hash, recipients_value};
 use crate::cbor::{self, CborError, MapBuilder, MapReader};
+use crate::content::{Alert, AlertError, AlertMessage};
 use crate::crypto::cose::{self, ContentKey, CoseError, RecordKey};
 use crate::crypto::keys::{IdentityKey, KeyId, RecipientPublic};
 use crate::merkle::{self, Frontier, Hash};
@@ -49,7 +53,8 @@ pub(crate) mod keys {
     /// COSE_Encrypt0 bytes alone.
     pub const RECORD: u8 = b'r';
     /// Prefix of the open block's records, by height and index: each with
-    /// its readings count and time range in front (see `record_value`).
+    /// its readings count and time range in front (see `record_value`;
+    /// an alert record counts 0 readings and its time is both ends).
     /// A key range of their own, so the group commits that add and the
     /// seal that removes them never rewrite the leaves that hold sealed
     /// records.
@@ -127,6 +132,12 @@ impl Default for SealPolicy {
     }
 }
 
+/// Most bytes of alert messages the open block holds in memory (for the
+/// records written again at sealing) before it is sealed by size, whatever
+/// its readings count: alerts are a few a patient-day, so this only bounds
+/// a flood (a daemon bug), never the ordinary case.
+pub const MAX_OPEN_ALERT_BYTES: usize = 1 << 20;
+
 /// The ledger failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -169,6 +180,19 @@ pub enum LedgerError {
     /// There is no recipient to encrypt for.
     #[error("no recipients configured: nobody could ever read the readings")]
     NoRecipients,
+    /// An alert message is not one the ledger stores; nothing of the call
+    /// was written, and the ledger is as it was. Unlike a storage failure
+    /// this is permanent: the same message is refused again, so a caller
+    /// that retries must leave it out.
+    #[error("alert message {index} of the {count} given: {source}")]
+    Alert {
+        /// Its position in the messages given.
+        index: usize,
+        /// How many were given.
+        count: usize,
+        /// What is wrong with it.
+        source: AlertError,
+    },
 }
 
 /// What sealing produced.
@@ -184,14 +208,16 @@ pub struct Sealed {
 
 /// The block being filled.
 ///
-/// While open, each appended batch is its own pending record on disk (that
-/// is what makes an acknowledgement durable). At sealing, the readings are
-/// written again as one record per device under a fresh content key and
-/// the pending records are removed: five minutes of one device's readings
-/// pack into far fewer bytes than three hundred one-second records, each
-/// with its own COSE overhead and sled entry. A block sealed after a crash
-/// (`recovery`) keeps its per-batch records, since their key is gone: they
-/// are moved to sealed records as they are, less their unsigned prefix.
+/// While open, each appended batch and each alert message is its own
+/// pending record on disk (that is what makes an acknowledgement durable).
+/// At sealing, the readings are written again as one record per device
+/// under a fresh content key, each alert message as its own record after
+/// them in the order appended, and the pending records are removed: five
+/// minutes of one device's readings pack into far fewer bytes than three
+/// hundred one-second records, each with its own COSE overhead and sled
+/// entry. A block sealed after a crash (`recovery`) keeps its per-batch
+/// records, since their key is gone: they are moved to sealed records as
+/// they are, less their unsigned prefix.
 struct OpenBlock {
     height: u64,
     /// `None` for a block found open after a crash: it takes no more records.
@@ -202,9 +228,14 @@ struct OpenBlock {
     /// The readings of those records, in the order appended, for the
     /// records written at sealing. Bounded by the seal policy.
     readings_kept: Vec<Reading>,
+    /// The alert messages among them, in the order appended, likewise.
+    /// Bounded by [`MAX_OPEN_ALERT_BYTES`] and the seal policy's age.
+    alerts_kept: Vec<Alert>,
+    /// Bytes of the messages in `alerts_kept`.
+    alert_bytes: usize,
     readings: u64,
-    first: Timestamp,
-    last: Timestamp,
+    /// Time range of the records' contents, for the header.
+    span: Span,
     opened: Instant,
 }
 
@@ -217,10 +248,58 @@ impl OpenBlock {
             recipients,
             leaves: Vec::new(),
             readings_kept: Vec::new(),
+            alerts_kept: Vec::new(),
+            alert_bytes: 0,
             readings: 0,
-            first: Timestamp(0),
-            last: Timestamp(0),
+            span: Span::default(),
             opened: Instant::now(),
+        }
+    }
+}
+
+/// The earliest and latest time of a block's contents — its readings'
+/// gateway receive times and its alert records' times — once it has any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span(Option<(Timestamp, Timestamp)>);
+
+impl Span {
+    /// Take in the range `first..=last` of one more record.
+    fn widen(&mut self, first: Timestamp, last: Timestamp) {
+        self.0 = Some(match self.0 {
+            Some((f, l)) => (f.min(first), l.max(last)),
+            None => (first, last),
+        });
+    }
+
+    /// The header's `first` and `last` (0 and 0 for a block without
+    /// records, which is never sealed).
+    fn bounds(self) -> (Timestamp, Timestamp) {
+        self.0.unwrap_or((Timestamp(0), Timestamp(0)))
+    }
+}
+
+/// One record to append, before it is encrypted.
+enum Entry<'a> {
+    /// A non-empty batch of readings.
+    Readings(&'a [Reading]),
+    /// An alert message, checked.
+    Alert(Alert),
+}
+
+impl Entry<'_> {
+    /// Write the record's plaintext into `plain`; return what its pending
+    /// prefix says: readings count, first and last time.
+    fn encode(&self, plain: &mut Vec<u8>) -> (u32, Timestamp, Timestamp) {
+        match self {
+            Entry::Readings(batch) => {
+                packing::pack(batch, plain);
+                let (first, last) = time_range(batch);
+                (batch.len() as u32, first, last)
+            }
+            Entry::Alert(alert) => {
+                alert.encode(plain);
+                (0, alert.time, alert.time)
+            }
         }
     }
 }
@@ -376,6 +455,11 @@ impl Ledger {
         self.open.as_ref().map_or(0, |b| b.readings)
     }
 
+    /// Alert records in the open block.
+    pub fn open_alerts(&self) -> u64 {
+        self.open.as_ref().map_or(0, |b| b.alerts_kept.len() as u64)
+    }
+
     /// The latest stored device time of every series, for recognising
     /// readings a broker redelivers after a restart.
     pub fn watermarks(&self) -> impl Iterator<Item = (&Arc<str>, Vital, Timestamp)> {
@@ -393,15 +477,60 @@ impl Ledger {
     /// Append each non-empty batch as one record of the open block, in one
     /// atomic write and one fsync. `Ok` means durable.
     pub fn append(&mut self, batches: &[&[Reading]], now: Timestamp) -> Result<(), LedgerError> {
-        if batches.iter().all(|b| b.is_empty()) {
+        let entries = batches
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| Entry::Readings(b))
+            .collect();
+        self.append_entries(entries, now)
+    }
+
+    /// Append each alert message as one record of the open block (opening
+    /// one if needed), recorded at `now`, in one atomic write and one
+    /// fsync, encrypted for the block's recipients like readings. `Ok`
+    /// means durable; the errors are [`Ledger::append`]'s.
+    ///
+    /// Every message is checked first ([`AlertMessage::new`]: UTF-8, one
+    /// JSON object on one line, at most 64 KiB): if one is refused
+    /// ([`LedgerError::Alert`], naming it), nothing is written. Alert
+    /// records count no readings, so they do not bring the size seal
+    /// nearer; the age seal covers them, and so does
+    /// [`MAX_OPEN_ALERT_BYTES`].
+    pub fn append_alerts(&mut self, messages: &[&[u8]], now: Timestamp) -> Result<(), LedgerError> {
+        let entries = messages
+            .iter()
+            .enumerate()
+            .map(|(index, bytes)| {
+                AlertMessage::new(bytes)
+                    .map(|message| Entry::Alert(Alert { time: now, message }))
+                    .map_err(|source| LedgerError::Alert {
+                        index,
+                        count: messages.len(),
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append_entries(entries, now)
+    }
+
+    fn append_entries(
+        &mut self,
+        entries: Vec<Entry<'_>>,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        if entries.is_empty() {
             return Ok(());
         }
         self.heal()?;
-        let result = self.write_records(batches, now);
+        let result = self.write_records(entries, now);
         self.watch(result)
     }
 
-    fn write_records(&mut self, batches: &[&[Reading]], now: Timestamp) -> Result<(), LedgerError> {
+    fn write_records(
+        &mut self,
+        entries: Vec<Entry<'_>>,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
         let mut write = sled::Batch::default();
         if self.open.as_ref().is_some_and(|b| b.key.is_none()) {
             // A block recovered at start whose sealing failed: seal it
@@ -421,33 +550,29 @@ impl Ledger {
         };
         let height = block.height;
         let next = u32::try_from(block.leaves.len()).unwrap_or(u32::MAX);
-        let mut leaves = Vec::with_capacity(batches.len());
-        let (mut readings, mut first, mut last) = (0u64, block.first, block.last);
+        let mut leaves = Vec::with_capacity(entries.len());
+        let (mut readings, mut span) = (0u64, block.span);
         let mut touched: HashMap<Series, Timestamp> = HashMap::new();
         let mut plain = Vec::new();
-        for (index, batch) in (next..).zip(batches.iter().filter(|b| !b.is_empty())) {
+        for (index, entry) in (next..).zip(&entries) {
             if index == u32::MAX {
                 return Err(corrupt(&self.path, "a block cannot hold more records"));
             }
             plain.clear();
-            packing::pack(batch, &mut plain);
+            let (count, first, last) = entry.encode(&mut plain);
             let record_key = RecordKey::derive(key, height, index);
             let record = cose::encrypt_record(&record_key, &self.gateway, height, index, &plain)
                 .map_err(|e| corrupt(&self.path, format!("cannot encrypt a record: {e}")))?;
-            let (b_first, b_last) = time_range(batch);
             write.insert(
                 &keys::pending(height, index)[..],
-                record_value(batch, &record),
+                record_value(count, first, last, &record),
             );
             leaves.push(merkle::leaf_hash(&record));
-            if readings == 0 && block.readings == 0 {
-                first = b_first;
-                last = b_last;
-            } else {
-                first = first.min(b_first);
-                last = last.max(b_last);
-            }
-            readings += batch.len() as u64;
+            span.widen(first, last);
+            readings += u64::from(count);
+            let Entry::Readings(batch) = entry else {
+                continue;
+            };
             for r in batch.iter() {
                 if let Some(t) = r.device_time {
                     let series = (Arc::clone(&r.device), r.vital);
@@ -474,12 +599,17 @@ impl Ledger {
         }
         if let Some(b) = self.open.as_mut() {
             b.leaves.extend_from_slice(&leaves);
-            for batch in batches {
-                b.readings_kept.extend_from_slice(batch);
+            for entry in entries {
+                match entry {
+                    Entry::Readings(batch) => b.readings_kept.extend_from_slice(batch),
+                    Entry::Alert(alert) => {
+                        b.alert_bytes += alert.message.as_bytes().len();
+                        b.alerts_kept.push(alert);
+                    }
+                }
             }
             b.readings += readings;
-            b.first = first;
-            b.last = last;
+            b.span = span;
         }
         self.watermarks.extend(touched);
         self.flush()
@@ -491,6 +621,7 @@ impl Ledger {
         let due = match &self.open {
             Some(b) if b.key.is_none() => Some(SealReason::Recovery),
             Some(b) if b.readings >= self.policy.max_readings => Some(SealReason::Size),
+            Some(b) if b.alert_bytes >= MAX_OPEN_ALERT_BYTES => Some(SealReason::Size),
             Some(b) if b.opened.elapsed() >= self.policy.max_age => Some(SealReason::Age),
             _ => None,
         };
@@ -524,12 +655,13 @@ impl Ledger {
             Some(_) => self.compact(block, &mut write)?,
             None => (self.promote(block, &mut write)?, block.recipients.clone()),
         };
+        let (first, last) = block.span.bounds();
         let header = BlockHeader {
             gateway: self.gateway,
             height: block.height,
             prev: self.last_hash,
-            first: block.first,
-            last: block.last,
+            first,
+            last,
             readings: block.readings,
             records: u32::try_from(leaves.len()).unwrap_or(u32::MAX),
             records_root: merkle::root(&leaves),
@@ -571,10 +703,12 @@ impl Ledger {
     }
 
     /// Rewrite the open block's readings as one record per device (sorted
-    /// by device id, readings in the order appended) under a fresh content
-    /// key — never the open block's key, whose record keys the per-batch
-    /// records already used — and queue the removal of the per-batch
-    /// records. Returns the new records' leaf hashes and wrapped keys.
+    /// by device id, readings in the order appended), then each alert
+    /// message as its own record in the order appended, under a fresh
+    /// content key — never the open block's key, whose record keys the
+    /// per-batch records already used — and queue the removal of the
+    /// per-batch records. Returns the new records' leaf hashes and wrapped
+    /// keys.
     fn compact(
         &self,
         block: &OpenBlock,
@@ -588,23 +722,46 @@ impl Ledger {
         let mut leaves = Vec::new();
         let mut plain = Vec::new();
         let mut device_readings: Vec<Reading> = Vec::new();
-        for (index, group) in (0u32..).zip(by_device.chunk_by(|a, b| a.device == b.device)) {
+        for group in by_device.chunk_by(|a, b| a.device == b.device) {
             device_readings.clear();
             device_readings.extend(group.iter().map(|r| (*r).clone()));
             plain.clear();
             packing::pack(&device_readings, &mut plain);
-            let record_key = RecordKey::derive(&key, block.height, index);
-            let record =
-                cose::encrypt_record(&record_key, &self.gateway, block.height, index, &plain)
-                    .map_err(|e| corrupt(&self.path, format!("cannot encrypt a record: {e}")))?;
-            leaves.push(merkle::leaf_hash(&record));
-            write.insert(&keys::record(block.height, index)[..], record);
+            self.seal_record(&key, block.height, &plain, &mut leaves, write)?;
+        }
+        for alert in &block.alerts_kept {
+            plain.clear();
+            alert.encode(&mut plain);
+            self.seal_record(&key, block.height, &plain, &mut leaves, write)?;
         }
         for index in 0..block.leaves.len() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             write.remove(&keys::pending(block.height, index)[..]);
         }
         Ok((leaves, recipients))
+    }
+
+    /// Encrypt `plain` as the next sealed record of the block at `height`
+    /// (its index is the number of `leaves` so far), queue it, and add its
+    /// leaf hash.
+    fn seal_record(
+        &self,
+        key: &ContentKey,
+        height: u64,
+        plain: &[u8],
+        leaves: &mut Vec<Hash>,
+        write: &mut sled::Batch,
+    ) -> Result<(), LedgerError> {
+        let index = u32::try_from(leaves.len())
+            .ok()
+            .filter(|&i| i < u32::MAX)
+            .ok_or_else(|| corrupt(&self.path, "a block cannot hold more records"))?;
+        let record_key = RecordKey::derive(key, height, index);
+        let record = cose::encrypt_record(&record_key, &self.gateway, height, index, plain)
+            .map_err(|e| corrupt(&self.path, format!("cannot encrypt a record: {e}")))?;
+        leaves.push(merkle::leaf_hash(&record));
+        write.insert(&keys::record(height, index)[..], record);
+        Ok(())
     }
 
     /// Queue the move of a recovered block's pending records, byte for byte
@@ -758,12 +915,9 @@ impl Ledger {
                     )
                 })?;
             block.leaves.push(merkle::leaf_hash(record));
-            if block.readings == 0 {
-                (block.first, block.last) = (first, last);
-            } else {
-                block.first = block.first.min(first);
-                block.last = block.last.max(last);
-            }
+            // An alert record's prefix counts no readings and gives its
+            // time as both ends, so the range covers it like a batch.
+            block.span.widen(first, last);
             block.readings += u64::from(count);
         }
         if block.leaves.is_empty() {
@@ -876,13 +1030,13 @@ fn time_range(batch: &[Reading]) -> (Timestamp, Timestamp) {
     (first, last)
 }
 
-/// A record as stored: its readings' count and gateway-time range (so a
-/// block found open after a crash can be sealed without its key), then
-/// the COSE_Encrypt0 bytes.
-fn record_value(readings: &[Reading], record: &[u8]) -> Vec<u8> {
-    let (first, last) = time_range(readings);
+/// A pending record as stored: its readings count and time range (the
+/// readings' gateway times; an alert record's time at both ends), so a
+/// block found open after a crash can be sealed without its key, then the
+/// COSE_Encrypt0 bytes.
+fn record_value(count: u32, first: Timestamp, last: Timestamp, record: &[u8]) -> Vec<u8> {
     let mut value = Vec::with_capacity(RECORD_PREFIX + record.len());
-    value.extend_from_slice(&(readings.len() as u32).to_be_bytes());
+    value.extend_from_slice(&count.to_be_bytes());
     value.extend_from_slice(&first.0.to_be_bytes());
     value.extend_from_slice(&last.0.to_be_bytes());
     value.extend_from_slice(record);

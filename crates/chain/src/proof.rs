@@ -11,19 +11,21 @@
 //!
 //! Disclosing a record's key reveals that record's readings and nothing
 //! else: every record has its own key, derived from the block's content
-//! key, which stays secret.
+//! key, which stays secret. A record can also be an alert message (the
+//! audit trail of alerts, escalations and acknowledgements); its proof
+//! carries the message instead of readings, and proves it the same way.
 
 use crate::block::{BlockHeader, HeaderError, TreeHead, block_hash};
+use crate::content::{self, Alert, ContentError, RecordContent};
 use crate::crypto::cose::{self, CoseError, RecordKey};
 use crate::crypto::keys::{IdentityPublic, RecipientKey};
 use crate::decrypt::{self, DecryptError};
 use crate::ledger::LedgerError;
 use crate::merkle::{self, Hash, ProofError as MerkleError};
-use crate::packing::{self, PackError};
 use crate::reader::LedgerReader;
 use crate::verify::hex;
 use serde::{Deserialize, Serialize};
-use vitalgate_devices::Reading;
+use vitalgate_devices::{Reading, Timestamp};
 
 /// A proof, as `vitalgate prove` prints it (JSON; byte strings in hex).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,7 +39,8 @@ pub enum Proof {
         /// The block and its inclusion path in the log.
         block: BlockEvidence,
     },
-    /// A record, and the readings it holds, is in a block in the log.
+    /// A record, and the readings (or the alert message) it holds, is in a
+    /// block in the log.
     #[serde(rename = "vitalgate/proof/record/1")]
     Record {
         /// Signed tree head (COSE_Sign1).
@@ -70,7 +73,8 @@ pub struct BlockEvidence {
     pub inclusion: Vec<String>,
 }
 
-/// A record, its place in its block, its key and its readings.
+/// A record, its place in its block, its key and what it holds: exactly
+/// one of `readings` and `alert`, by the record's content type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordEvidence {
     /// Index in the block's records tree.
@@ -81,8 +85,51 @@ pub struct RecordEvidence {
     pub inclusion: Vec<String>,
     /// The record's own key, disclosed (base64url).
     pub key: String,
-    /// The readings the record holds (what the proof is about).
-    pub readings: Vec<Reading>,
+    /// The readings a record of readings holds (what the proof is about).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub readings: Option<Vec<Reading>>,
+    /// The message an alert record holds (what the proof is about).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub alert: Option<AlertEvidence>,
+}
+
+/// An optional member that, when present, is a value: `null` is refused
+/// like anywhere else in a proof, rather than read as absent.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// An alert record's content as a proof carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertEvidence {
+    /// When the gateway recorded it.
+    pub time: Timestamp,
+    /// The message, as text: a JSON string, not an embedded object, so
+    /// that its bytes — which are what the record holds and the proof
+    /// proves — come through exactly (key order, spacing, number forms).
+    pub message: String,
+}
+
+impl From<&Alert> for AlertEvidence {
+    fn from(alert: &Alert) -> AlertEvidence {
+        AlertEvidence {
+            time: alert.time,
+            message: alert.message.as_str().to_owned(),
+        }
+    }
 }
 
 /// A proof could not be made or does not hold.
@@ -124,12 +171,24 @@ pub enum ProveError {
     /// The record does not decrypt with the disclosed key.
     #[error("record: {0}")]
     Record(#[from] CoseError),
-    /// The record's contents are not packed readings.
+    /// The record's content cannot be read.
     #[error("record: {0}")]
-    Unpack(#[from] PackError),
+    Content(#[from] ContentError),
     /// The readings listed are not the ones the record holds.
     #[error("the readings listed in the proof are not the ones the record holds")]
     ReadingsDiffer,
+    /// The alert message (or its time) given is not the one the record holds.
+    #[error("the alert message in the proof is not the one the record holds")]
+    AlertDiffers,
+    /// The proof lists readings for an alert record, or an alert message
+    /// for a record of readings (or both, or neither).
+    #[error("the record holds {holds}, but the proof gives {gives}")]
+    ContentKind {
+        /// What the record holds.
+        holds: &'static str,
+        /// What the proof gives.
+        gives: &'static str,
+    },
     /// Heights, sizes or indexes do not fit together.
     #[error("{0}")]
     Mismatch(String),
@@ -150,9 +209,12 @@ pub struct Checked {
     /// The block height, for block and record proofs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<u64>,
-    /// The proven readings, for a record proof.
+    /// The proven readings, for a record proof of readings.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub readings: Vec<Reading>,
+    /// The proven alert message, for a record proof of an alert record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<AlertEvidence>,
 }
 
 /// The signed tree head for `size`, or the latest one.
@@ -213,7 +275,8 @@ pub fn prove_block(
 }
 
 /// Prove record `index` of block `height`, disclosing that record's key
-/// (derived with the recipient key `key`) and its readings.
+/// (derived with the recipient key `key`) and its readings or alert
+/// message.
 pub fn prove_record(
     reader: &LedgerReader,
     height: u64,
@@ -242,6 +305,10 @@ pub fn prove_record(
         .gateway()?
         .ok_or_else(|| ProveError::Unavailable("the ledger has no metadata".into()))?;
     let plain = cose::decrypt_record(&record_key, &gateway, height, index, &record.bytes)?;
+    let (readings, alert) = match content::decode(&plain)? {
+        RecordContent::Readings(readings) => (Some(readings), None),
+        RecordContent::Alert(alert) => (None, Some(AlertEvidence::from(&alert))),
+    };
     Ok(Proof::Record {
         tree_head: hex(&head),
         block,
@@ -250,7 +317,8 @@ pub fn prove_record(
             bytes: hex(&record.bytes),
             inclusion: inclusion.iter().map(|h| hex(h)).collect(),
             key: record_key.disclose(),
-            readings: packing::unpack(&plain)?,
+            readings,
+            alert,
         },
     })
 }
@@ -291,6 +359,7 @@ pub fn check(proof: &Proof, key: &IdentityPublic) -> Result<Checked, ProveError>
                 old_size: None,
                 height: Some(header.height),
                 readings: Vec::new(),
+                alert: None,
             })
         }
         Proof::Record {
@@ -321,10 +390,7 @@ pub fn check(proof: &Proof, key: &IdentityPublic) -> Result<Checked, ProveError>
                 record.index,
                 &bytes,
             )?;
-            let readings = packing::unpack(&plain)?;
-            if readings != record.readings {
-                return Err(ProveError::ReadingsDiffer);
-            }
+            let (readings, alert) = check_content(&plain, record)?;
             Ok(Checked {
                 kind: "record",
                 tree_size: head.size,
@@ -332,6 +398,7 @@ pub fn check(proof: &Proof, key: &IdentityPublic) -> Result<Checked, ProveError>
                 old_size: None,
                 height: Some(header.height),
                 readings,
+                alert,
             })
         }
         Proof::Consistency { old, new, proof } => {
@@ -351,8 +418,46 @@ pub fn check(proof: &Proof, key: &IdentityPublic) -> Result<Checked, ProveError>
                 old_size: Some(old.size),
                 height: None,
                 readings: Vec::new(),
+                alert: None,
             })
         }
+    }
+}
+
+/// What the decrypted record holds must be what the proof gives: the same
+/// readings, or the same alert message (byte for byte) and time.
+fn check_content(
+    plain: &[u8],
+    record: &RecordEvidence,
+) -> Result<(Vec<Reading>, Option<AlertEvidence>), ProveError> {
+    let gives = match (&record.readings, &record.alert) {
+        (Some(_), None) => "readings",
+        (None, Some(_)) => "an alert message",
+        (Some(_), Some(_)) => "both readings and an alert message",
+        (None, None) => "neither readings nor an alert message",
+    };
+    match (content::decode(plain)?, &record.readings, &record.alert) {
+        (RecordContent::Readings(readings), Some(listed), None) => {
+            if readings != *listed {
+                return Err(ProveError::ReadingsDiffer);
+            }
+            Ok((readings, None))
+        }
+        (RecordContent::Alert(alert), None, Some(given)) => {
+            let alert = AlertEvidence::from(&alert);
+            if alert != *given {
+                return Err(ProveError::AlertDiffers);
+            }
+            Ok((Vec::new(), Some(alert)))
+        }
+        (RecordContent::Readings(_), ..) => Err(ProveError::ContentKind {
+            holds: "readings",
+            gives,
+        }),
+        (RecordContent::Alert(_), ..) => Err(ProveError::ContentKind {
+            holds: "an alert message",
+            gives,
+        }),
     }
 }
 

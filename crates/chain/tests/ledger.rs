@@ -201,7 +201,7 @@ fn proofs_of_a_block_a_record_and_consistency_check_offline_and_fail_when_altere
     // Claiming another value fails.
     let mut forged = back.clone();
     if let proof::Proof::Record { record, .. } = &mut forged {
-        record.readings[0].value += 1.0;
+        record.readings.as_mut().unwrap()[0].value += 1.0;
     }
     assert!(proof::check(&forged, &public).is_err());
     // Against another gateway key it fails.

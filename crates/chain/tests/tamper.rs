@@ -8,7 +8,7 @@ mod common;
 
 use common::{
     META_KEY, STATE_KEY, fill, finding, header_key, identity, open, other_identity, raw_db,
-    reading, record_key, tamper, tree_head_key,
+    reading, recipient, record_key, tamper, tree_head_key,
 };
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
@@ -19,12 +19,15 @@ use tempfile::TempDir;
 use vitalgate_chain::crypto::cose;
 use vitalgate_chain::crypto::keys::IdentityKey;
 use vitalgate_chain::verify::{self, Finding, Problem, VerifyError};
-use vitalgate_chain::{BlockHeader, LedgerReader, SealReason, TreeHead};
+use vitalgate_chain::{BlockHeader, LedgerReader, RecordContent, SealReason, TreeHead, decrypt};
 use vitalgate_devices::{Reading, Timestamp};
 
 /// Records per sealed block of the fixture (as appended; the ledger may
 /// store fewer, so the sweeps read what is stored).
 const RECORDS: [usize; 5] = [1, 2, 3, 5, 8];
+/// Alert records per sealed block of the fixture, appended after its
+/// first batch (sealing stores them after the device records).
+const ALERTS: [usize; 5] = [0, 1, 0, 2, 1];
 /// Sealed blocks of the fixture.
 const BLOCKS: u64 = RECORDS.len() as u64;
 /// Values up to this many bytes get a flip at every position.
@@ -35,9 +38,16 @@ const STRUCTURAL: usize = 48;
 /// Further positions, drawn at random, in larger values.
 const SAMPLED: usize = 192;
 
+/// An alert message of the audit trail, distinct per block and position.
+fn alert_message(block: usize, n: usize) -> Vec<u8> {
+    format!(r#"{{"event":"raised","alert":"a-{block}-{n}","patient":"patient-1","severity":"emergency"}}"#)
+        .into_bytes()
+}
+
 /// A ledger of five sealed blocks (1, 2, 3, 5 and 8 records of 1–4
-/// readings from three devices, for recipients 1 and 2), a tree head per
-/// block, and an open block of two records behind them, which verify
+/// readings from three devices, for recipients 1 and 2, and 0, 1, 0, 2
+/// and 1 alert records), a tree head per block, and an open block of two
+/// records of readings and one alert record behind them, which verify
 /// counts but does not judge.
 fn fixture() -> Store {
     let dir = tempfile::tempdir().unwrap();
@@ -53,6 +63,13 @@ fn fixture() -> Store {
                 })
                 .collect();
             ledger.append(&[&batch], Timestamp(0)).unwrap();
+            if r == 0 {
+                let alerts: Vec<Vec<u8>> = (0..ALERTS[b]).map(|n| alert_message(b, n)).collect();
+                let alerts: Vec<&[u8]> = alerts.iter().map(Vec::as_slice).collect();
+                ledger
+                    .append_alerts(&alerts, Timestamp(1_700_000_000_000 + b as i64))
+                    .unwrap();
+            }
         }
         ledger
             .seal(SealReason::Size, Timestamp(1_700_000_100_000 + b as i64))
@@ -63,6 +80,9 @@ fn fixture() -> Store {
     ledger
         .append(&[&open_block[0], &open_block[1]], Timestamp(0))
         .unwrap();
+    ledger
+        .append_alerts(&[&alert_message(9, 0)], Timestamp(1_700_000_200_000))
+        .unwrap();
     drop(ledger);
     let db = raw_db(dir.path());
     let store = Store {
@@ -72,6 +92,14 @@ fn fixture() -> Store {
     };
     let summary = store.verdict().unwrap().unwrap();
     assert_eq!((summary.blocks, summary.tree_heads), (BLOCKS, BLOCKS));
+    assert_eq!(summary.open_records, 3);
+    // The sweeps below flip, drop and swap alert records too.
+    let reader = LedgerReader::from_db(store.db.clone(), store.dir.path()).unwrap();
+    let alerts = (0..BLOCKS)
+        .flat_map(|h| decrypt::decrypt_records(&reader, h, &recipient(1)).unwrap())
+        .filter(|r| matches!(r.content, RecordContent::Alert(_)))
+        .count();
+    assert_eq!(alerts, ALERTS.iter().sum::<usize>());
     store
 }
 
