@@ -11,17 +11,25 @@
 //!
 //! * **sensitivity**: a clinical label is detected when a clinical
 //!   condition is active at some time in `[start, end + grace)`; grace is
-//!   60 s, the longest sustain time, because a pulse oximeter averages
-//!   ~8 s and a rule needs its sustain time after the value is seen;
+//!   60 s, the emergency rules' longest sustain time, because a pulse
+//!   oximeter averages ~8 s and a rule needs its sustain time after the
+//!   value is seen (slower detectors — fever, the baseline — get no more:
+//!   a drift raised minutes after an episode ended counts as false);
 //! * **false clinical alerts**: clinical conditions *raised* outside every
 //!   clinical label of the patient (with the same grace), per patient-day
 //!   — including those raised during technical labels;
 //! * **delay**: from a detected label's start to the first clinical
 //!   condition raised in its window, and the same minus the sustain time
-//!   of the detector that raised it.
+//!   of the detector that raised it (for the baseline, whose sustain
+//!   differs by vital, the shortest: an upper bound on its delay beyond).
 //!
-//! Run: `cargo run --release -p vitalgate-detect --example evaluate -- [DAYS] [SEED]`
-//! (defaults 20 and 1).
+//! Missed labels and false alerts are listed after the table (up to 200
+//! of each), with the condition's summary.
+//!
+//! Run: `cargo run --release -p vitalgate-detect --example evaluate -- [DAYS] [SEED] [CONFIG.json]`
+//! (defaults 20, 1 and [`MonitorConfig::default`]). `CONFIG.json` is a
+//! `MonitorConfig` in JSON, every table optional (the sensitivity analysis
+//! in docs/DETECTION.md is run this way).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -278,7 +286,23 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let days: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
-    let config = MonitorConfig::default();
+    let config = match args.next() {
+        None => MonitorConfig::default(),
+        Some(path) => {
+            let parsed = std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    serde_json::from_str::<MonitorConfig>(&text).map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("cannot use {path} as a MonitorConfig: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
+    };
     let began = Instant::now();
     let mut all = Tally::default();
     println!(
@@ -347,7 +371,7 @@ fn main() {
         }
     }
     println!(
-        "| **all** | {} | {} | {} | {:.1} % | {:.2} ({}) | {} / {} | {} / {} | {}/{} | |",
+        "| **all** | {} | {} | {} | {:.2} % | {:.2} ({}) | {} / {} | {} / {} | {}/{} | |",
         all.patient_days,
         all.labels,
         all.detected,
@@ -365,11 +389,11 @@ fn main() {
     println!("false clinical alerts by detector: {false_kinds:?}");
     println!("technical conditions raised: {:?}", all.technical_raised);
     println!("missed clinical labels ({}):", missed_all.len());
-    for m in missed_all.iter().take(40) {
+    for m in missed_all.iter().take(200) {
         println!("  {m}");
     }
     println!("false clinical alerts ({}):", false_all.len());
-    for m in false_all.iter().take(40) {
+    for m in false_all.iter().take(200) {
         println!("  {m}");
     }
     println!(

@@ -13,7 +13,7 @@
 //! again and again while it holds is one alert (deduplication), whose
 //! severity may rise or fall. Detectors apply their own onset and clearing
 //! hysteresis; on top of it, a condition that returns within
-//! [`EscalationPolicy::reopen_within`] of its alert resolving reopens that
+//! [`EscalationPolicy::reopen_within_ms`] of its alert resolving reopens that
 //! alert rather than raising a new one, so a value hovering around a
 //! clearing threshold cannot page anyone twice.
 //!
@@ -204,6 +204,17 @@ impl AlertBook {
         }
     }
 
+    /// Apply `policy` from now on (a restarted daemon whose configuration
+    /// changed): tiers already reached stay reached.
+    pub fn set_policy(&mut self, policy: EscalationPolicy) {
+        self.policy = policy;
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &EscalationPolicy {
+        &self.policy
+    }
+
     /// The open alerts.
     pub fn open(&self) -> impl Iterator<Item = &Alert> {
         self.open.values()
@@ -351,6 +362,7 @@ mod tests {
             at: Timestamp(at),
             evidence: Vec::<Evidence>::new(),
             summary: String::new(),
+            news2: None,
         }
     }
 

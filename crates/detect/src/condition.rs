@@ -33,7 +33,8 @@ pub enum Category {
 pub enum Severity {
     /// Worth knowing, no action required now (e.g. a technical notice).
     Info,
-    /// Needs attention within hours (NEWS2 low–medium, baseline drift).
+    /// Needs attention within hours (NEWS2 low–medium, baseline drift,
+    /// sustained fever).
     Low,
     /// Needs urgent review (NEWS2 medium).
     Medium,
@@ -54,6 +55,8 @@ pub enum ConditionKind {
     SustainedBradycardia,
     /// Heart or pulse rate above the emergency threshold, sustained.
     SustainedTachycardia,
+    /// Body temperature above the fever threshold, sustained.
+    SustainedFever,
     /// A vital drifting from the patient's own baseline, sustained.
     BaselineDrift,
     /// Motion artifact: low perfusion with a sudden SpO2 drop the pulse
@@ -80,6 +83,7 @@ impl ConditionKind {
             ConditionKind::SustainedHypoxaemia => "sustained_hypoxaemia",
             ConditionKind::SustainedBradycardia => "sustained_bradycardia",
             ConditionKind::SustainedTachycardia => "sustained_tachycardia",
+            ConditionKind::SustainedFever => "sustained_fever",
             ConditionKind::BaselineDrift => "baseline_drift",
             ConditionKind::MotionArtifact => "motion_artifact",
             ConditionKind::Flatline => "flatline",
@@ -97,6 +101,7 @@ impl ConditionKind {
             | ConditionKind::SustainedHypoxaemia
             | ConditionKind::SustainedBradycardia
             | ConditionKind::SustainedTachycardia
+            | ConditionKind::SustainedFever
             | ConditionKind::BaselineDrift => Category::Clinical,
             ConditionKind::MotionArtifact
             | ConditionKind::Flatline
@@ -156,4 +161,14 @@ pub struct Condition {
     /// A short, non-identifying explanation for the clinician
     /// ("SpO2 below 85 % for 60 s").
     pub summary: String,
+    /// The patient's NEWS2 (total, sub-scores, band, what is missing) at
+    /// `at`, for every clinical condition whatever detector raised it, so
+    /// the clinician sees the whole picture beside the one rule that
+    /// fired; `None` for technical conditions (a sensor to check says
+    /// nothing about the patient). It is the score the NEWS2 condition
+    /// itself uses: each parameter confirmed by its previous reading
+    /// ([`crate::monitor::PatientMonitor`] fills it in). Absent in alerts
+    /// stored before the field existed, hence the serde default.
+    #[serde(default)]
+    pub news2: Option<crate::news2::Score>,
 }

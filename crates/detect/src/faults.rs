@@ -480,6 +480,7 @@ impl FaultDetector {
                     at: now,
                     evidence: Vec::new(),
                     summary,
+                    news2: None,
                 });
             }
         }
@@ -539,6 +540,7 @@ fn technical(
         at,
         evidence: evidence.to_vec(),
         summary: format!("check the sensor: {what}"),
+        news2: None,
     }
 }
 

@@ -13,14 +13,18 @@
 //!   consumes: one condition (patient, kind, device) is one alert.
 //! * [`news2`]: the Royal College of Physicians' National Early Warning
 //!   Score 2, and the window of latest valid readings it is computed from.
-//! * [`rules`]: sustained single-vital emergency rules (SpO2, heart rate).
+//! * [`rules`]: sustained single-vital rules: the emergency ones (SpO2,
+//!   heart rate) and fever.
+//! * [`baseline`]: the personal baseline: online, robust per-patient
+//!   statistics of each vital, and the drift from them.
 //! * [`faults`]: sensor-fault detection (technical conditions) and which
 //!   readings are reliable.
 //! * [`monitor`]: one patient's detection composed: faults first, then the
-//!   rules and NEWS2 on the reliable readings.
+//!   rules, the baseline and NEWS2 on the reliable readings.
 //! * [`debounce`]: the onset and clearing hysteresis they share.
 
 pub mod alert;
+pub mod baseline;
 pub mod condition;
 pub mod debounce;
 pub mod faults;
@@ -28,6 +32,7 @@ pub mod monitor;
 pub mod news2;
 pub mod rules;
 
+pub use baseline::{BaselineConfig, BaselineDetector};
 pub use condition::{Category, Condition, ConditionKey, ConditionKind, Evidence, Severity};
 pub use faults::{FaultConfig, FaultDetector};
 pub use monitor::{MonitorConfig, News2Config, PatientMonitor, PatientSettings};

@@ -1,12 +1,20 @@
 //! One patient's detection, composed: fault detection first, then the
-//! sustained emergency rules and NEWS2 on the readings judged reliable.
+//! sustained rules, the personal baseline and NEWS2 on the readings judged
+//! reliable.
 //!
 //! ```text
 //! Reading ─> frame (same device, same time) ─> FaultDetector ─> technical conditions
 //!                                                   │ reliable readings only
 //!                                                   ├─> SustainedRules ─> clinical conditions
+//!                                                   ├─> BaselineDetector ─> clinical condition
 //!                                                   └─> ObservationWindow ─> NEWS2 ─> clinical condition
 //! ```
+//!
+//! **NEWS2 on every clinical condition.** Whatever detector raised it, a
+//! clinical condition leaves the monitor with [`Condition::news2`] set to
+//! the patient's confirmed NEWS2 at the condition's time (the score the
+//! NEWS2 condition itself uses), so an alert carries the total and every
+//! sub-score; technical conditions carry `None`.
 //!
 //! Pure: no clock, no I/O. Time is each reading's measurement time; the
 //! caller's clock enters only through [`PatientMonitor::tick`] (devices
@@ -23,12 +31,14 @@
 //! **Suppression.** Readings a fault detector judges unreliable (motion
 //! artifact and its averaging tail, flatline, impossible values, sensor
 //! off, and the NEWS2 window's unscorable flags) never reach the clinical
-//! rules nor the NEWS2 window. When a motion artifact is recognised a few
-//! samples into an SpO2 drop, the pending onsets those samples started are
-//! dropped and NEWS2 is not evaluated until the device is reliable again,
-//! so the already-admitted corrupted values cannot complete an alert.
+//! rules, the baseline nor the NEWS2 window. When a motion artifact is
+//! recognised a few samples into an SpO2 drop, the pending onsets those
+//! samples started (rules and baseline) are dropped and NEWS2 is not
+//! evaluated until the device is reliable again, so the already-admitted
+//! corrupted values cannot complete an alert.
 
-use crate::condition::{Condition, ConditionKey, ConditionKind, Evidence, Severity};
+use crate::baseline::{BaselineConfig, BaselineDetector};
+use crate::condition::{Category, Condition, ConditionKey, ConditionKind, Evidence, Severity};
 use crate::debounce::{Debounce, Transition};
 use crate::faults::{FaultConfig, FaultDetector};
 use crate::news2::{self, Consciousness, ObservationWindow, Oxygen, RiskBand, Spo2Scale};
@@ -79,6 +89,8 @@ pub struct MonitorConfig {
     pub faults: FaultConfig,
     /// NEWS2 conditions.
     pub news2: News2Config,
+    /// The personal baseline.
+    pub baseline: BaselineConfig,
 }
 
 impl MonitorConfig {
@@ -86,6 +98,9 @@ impl MonitorConfig {
     pub fn sustain_ms(&self, kind: ConditionKind) -> Option<i64> {
         match kind {
             ConditionKind::News2 => Some(self.news2.sustain_ms),
+            // The condition spans every vital: the shortest sustain time
+            // of any of them (a lower bound).
+            ConditionKind::BaselineDrift => self.baseline.min_sustain_ms(),
             k => self.rules.sustain_ms(k),
         }
     }
@@ -125,6 +140,7 @@ pub struct PatientMonitor {
     settings: PatientSettings,
     faults: FaultDetector,
     rules: SustainedRules,
+    baseline: BaselineDetector,
     window: ObservationWindow,
     news2: News2State,
     pending: BTreeMap<Arc<str>, Frame>,
@@ -142,6 +158,7 @@ impl PatientMonitor {
         let retention = 2 * config.news2.window_ms.max(0) + 60_000;
         PatientMonitor {
             rules: SustainedRules::new(Arc::clone(&patient), &config.rules, settings.scale),
+            baseline: BaselineDetector::new(Arc::clone(&patient), config.baseline),
             faults: FaultDetector::new(config.faults),
             window: ObservationWindow::new(retention)
                 .with_config(settings.consciousness, settings.oxygen),
@@ -178,6 +195,12 @@ impl PatientMonitor {
         &self.settings
     }
 
+    /// The personal-baseline detector (its learned baselines and levels,
+    /// for status pages).
+    pub fn baseline(&self) -> &BaselineDetector {
+        &self.baseline
+    }
+
     /// Take one reading of this patient (others are ignored: the caller
     /// routes by patient). Returns the conditions raised or cleared by the
     /// frames this reading completed.
@@ -206,7 +229,7 @@ impl PatientMonitor {
                 readings: vec![reading.clone()],
             },
         );
-        out
+        self.with_news2(out)
     }
 
     /// A frame with no values, only device status (sensor off, searching:
@@ -223,20 +246,32 @@ impl PatientMonitor {
             out.extend(self.run_frame(frame));
         }
         out.extend(self.faults.status(device, &self.patient, time, quality));
-        out
+        self.with_news2(out)
     }
 
     /// The caller's clock (same time base as the readings): completes the
     /// frames older than `now` and reports devices gone silent.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Condition> {
         let mut out = self.flush_where(|f| f.time < now);
+        out.extend(self.baseline.tick(now));
         out.extend(self.faults.tick(now));
-        out
+        self.with_news2(out)
     }
 
     /// Complete every held frame (end of a replay).
     pub fn flush(&mut self) -> Vec<Condition> {
-        self.flush_where(|_| true)
+        let out = self.flush_where(|_| true);
+        self.with_news2(out)
+    }
+
+    /// Attach the confirmed NEWS2 at each clinical condition's time.
+    fn with_news2(&self, mut out: Vec<Condition>) -> Vec<Condition> {
+        for c in &mut out {
+            if c.news2.is_none() && c.key.kind.category() == Category::Clinical {
+                c.news2 = Some(self.confirmed_score(c.at));
+            }
+        }
+        out
     }
 
     fn flush_where(&mut self, due: impl Fn(&Frame) -> bool) -> Vec<Condition> {
@@ -265,6 +300,7 @@ impl PatientMonitor {
         if verdict.motion {
             for r in &frame.readings {
                 self.rules.interrupt(r.vital);
+                self.baseline.interrupt(r.vital);
             }
             self.news2.debounce.interrupt();
         }
@@ -285,6 +321,7 @@ impl PatientMonitor {
                 });
             }
             out.extend(self.rules.push(r));
+            out.extend(self.baseline.push(r));
         }
         if scored && self.config.news2.enabled && !self.faults.any_in_motion() {
             out.extend(self.evaluate_news2(frame.time, evidence));
@@ -339,6 +376,7 @@ impl PatientMonitor {
             at: t,
             evidence: evidence.into_iter().rev().take(5).rev().collect(),
             summary: text,
+            news2: Some(score),
         })
     }
 

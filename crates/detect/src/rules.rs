@@ -1,6 +1,7 @@
-//! Sustained emergency rules: single-vital thresholds that do not wait for
-//! a full NEWS2 set — SpO2 too low, heart or pulse rate too low or too
-//! high, each held for a configurable time, with clearing hysteresis.
+//! Sustained single-vital rules that do not wait for a full NEWS2 set:
+//! the emergency rules — SpO2 too low, heart or pulse rate too low or too
+//! high — and a sustained fever (not an emergency: severity Low), each
+//! held for a configurable time, with clearing hysteresis.
 //!
 //! # Why thresholds *and* a delay
 //!
@@ -61,6 +62,31 @@
 //! * Clear margins and times stop a value hovering at the threshold from
 //!   raising a series of alerts: once active, the rule clears only after
 //!   a full clear time on the good side of threshold + margin.
+//!
+//! # Sustained fever
+//!
+//! | rule | threshold | sustain | clear margin | clear time | severity |
+//! |---|---|---|---|---|---|
+//! | fever | temperature > 38.0 °C | 30 min | −0.3 °C | 30 min | Low |
+//!
+//! * 38.0 °C: NEWS2 scores a temperature from 38.1 °C (Chart 1: 38.1–39.0
+//!   scores 1, ≥ 39.1 scores 2), and 38.0 °C (100.4 °F) is the usual
+//!   definition of fever outside intensive care (the US CDC's "measured
+//!   temperature of 100.4 °F [38 °C] or greater"; the SCCM/IDSA ICU
+//!   guideline, O'Grady et al., *Crit Care Med* 2008;36:1330–49, uses
+//!   38.3 °C where a fever sets off costly investigations). Older adults
+//!   often do not reach it (IDSA long-term-care guideline, High et al.,
+//!   *Clin Infect Dis* 2009;48:149–71: "an increase in temperature of
+//!   more than 1.1 °C over the baseline"), which is the personal
+//!   baseline's job ([`crate::baseline`]).
+//! * 30 min: a temperature patch reads every minute or so and a skin
+//!   sensor warms under a blanket or in a hot room; a fever is a state of
+//!   hours, so half an hour of readings above 38 °C costs nothing
+//!   clinically and rules out the transients.
+//! * Severity Low: a fever alone asks for a review within hours, not an
+//!   emergency response (NEWS2 itself scores it 1–2). Its own
+//!   `max_gap_ms` (10 min) because the rules' 10 s would restart the
+//!   timer between two readings of a patch reporting every minute.
 
 use crate::condition::{Condition, ConditionKey, ConditionKind, Evidence, Severity};
 use crate::debounce::{Debounce, Transition};
@@ -91,6 +117,40 @@ pub struct HypoxaemiaConfig {
     pub clear_margin: f64,
     /// How long it must stay cleared before the condition clears, ms.
     pub clear_ms: i64,
+}
+
+/// Body temperature above a threshold, sustained: a fever (severity Low).
+/// See the module documentation for the defaults and their sources.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeverConfig {
+    /// Whether the rule runs.
+    pub enabled: bool,
+    /// Temperature (°C) above which the rule holds.
+    pub above: f64,
+    /// How long it must hold before the condition is raised, ms.
+    pub sustain_ms: i64,
+    /// Degrees below the threshold the temperature must fall to count as
+    /// cleared.
+    pub clear_margin: f64,
+    /// How long it must stay cleared before the condition clears, ms.
+    pub clear_ms: i64,
+    /// Longest gap between two temperature readings that still counts as
+    /// continuous, ms (thermometers report every minute or slower).
+    pub max_gap_ms: i64,
+}
+
+impl Default for FeverConfig {
+    fn default() -> Self {
+        FeverConfig {
+            enabled: true,
+            above: 38.0,
+            sustain_ms: 30 * 60_000,
+            clear_margin: 0.3,
+            clear_ms: 30 * 60_000,
+            max_gap_ms: 10 * 60_000,
+        }
+    }
 }
 
 impl Default for HypoxaemiaConfig {
@@ -158,6 +218,8 @@ pub struct RulesConfig {
     pub bradycardia: RateConfig,
     /// Heart or pulse rate too high.
     pub tachycardia: RateConfig,
+    /// Body temperature too high (severity Low).
+    pub fever: FeverConfig,
     /// Longest gap between two readings of a vital that still counts as
     /// continuous, ms. A longer gap restarts an onset or clearing timer:
     /// no readings is no evidence either way. 10 s covers a 1 Hz device
@@ -171,6 +233,7 @@ impl Default for RulesConfig {
             hypoxaemia: HypoxaemiaConfig::default(),
             bradycardia: RateConfig::BRADYCARDIA,
             tachycardia: RateConfig::TACHYCARDIA,
+            fever: FeverConfig::default(),
             max_gap_ms: 10_000,
         }
     }
@@ -184,6 +247,7 @@ impl RulesConfig {
             ConditionKind::SustainedHypoxaemia => Some(self.hypoxaemia.sustain_ms),
             ConditionKind::SustainedBradycardia => Some(self.bradycardia.sustain_ms),
             ConditionKind::SustainedTachycardia => Some(self.tachycardia.sustain_ms),
+            ConditionKind::SustainedFever => Some(self.fever.sustain_ms),
             _ => None,
         }
     }
@@ -211,6 +275,7 @@ struct Track {
 #[derive(Debug, Clone)]
 struct Rule {
     kind: ConditionKind,
+    severity: Severity,
     side: Side,
     threshold: f64,
     clear_margin: f64,
@@ -229,6 +294,10 @@ impl Rule {
     ) -> Rule {
         Rule {
             kind,
+            severity: match kind {
+                ConditionKind::SustainedFever => Severity::Low,
+                _ => Severity::High,
+            },
             side,
             threshold,
             clear_margin: clear_margin.abs(),
@@ -316,14 +385,14 @@ impl Rule {
         evidence: Vec<Evidence>,
     ) -> Condition {
         let since = self.since().map_or(since, |s| s.min(since));
-        let what = match self.kind {
-            ConditionKind::SustainedHypoxaemia => "SpO2",
-            _ => "heart rate",
+        let (what, unit) = match self.kind {
+            ConditionKind::SustainedHypoxaemia => ("SpO2", " %"),
+            ConditionKind::SustainedFever => ("temperature", " °C"),
+            _ => ("heart rate", "/min"),
         };
-        let (cmp, unit) = match (self.side, self.kind) {
-            (Side::Below, ConditionKind::SustainedHypoxaemia) => ("below", " %"),
-            (Side::Below, _) => ("below", "/min"),
-            (Side::Above, _) => ("above", "/min"),
+        let cmp = match self.side {
+            Side::Below => "below",
+            Side::Above => "above",
         };
         let secs = (at.millis() - since.millis()) / 1_000;
         let summary = if active {
@@ -341,25 +410,26 @@ impl Rule {
                 device: None,
             },
             active,
-            severity: Severity::High,
+            severity: self.severity,
             since,
             at,
             evidence,
             summary,
+            news2: None,
         }
     }
 }
 
-/// The sustained emergency rules of one patient. Pure: feed it valid
-/// readings in measurement-time order; it reports each condition once when
-/// raised and once when cleared.
+/// The sustained rules of one patient (emergency rules and fever). Pure:
+/// feed it valid readings in measurement-time order; it reports each
+/// condition once when raised and once when cleared.
 ///
 /// Feed it only readings judged reliable (the monitor runs fault detection
 /// first); it still ignores non-finite values.
 #[derive(Debug, Clone)]
 pub struct SustainedRules {
     patient: Arc<str>,
-    rules: [Rule; 3],
+    rules: [Rule; 4],
 }
 
 impl SustainedRules {
@@ -371,6 +441,7 @@ impl SustainedRules {
             Spo2Scale::Two => h.below_scale_2,
         };
         let rate = |c: &RateConfig| (c.sustain_ms, c.clear_margin, c.clear_ms, c.enabled);
+        let f = &config.fever;
         let rates = [Vital::HeartRate, Vital::PulseRate];
         SustainedRules {
             patient,
@@ -398,6 +469,14 @@ impl SustainedRules {
                     config.tachycardia.threshold,
                     rate(&config.tachycardia),
                     config.max_gap_ms,
+                ),
+                Rule::new(
+                    ConditionKind::SustainedFever,
+                    Side::Above,
+                    &[Vital::BodyTemperature],
+                    f.above,
+                    (f.sustain_ms, f.clear_margin, f.clear_ms, f.enabled),
+                    f.max_gap_ms,
                 ),
             ],
         }
@@ -628,6 +707,66 @@ mod tests {
         assert!(feed(&mut r, Vital::Spo2, 0, &[70.0; 100]).is_empty());
         let mut r = rules(Spo2Scale::One);
         assert!(feed(&mut r, Vital::HeartRate, 0, &[f64::NAN; 100]).is_empty());
+    }
+
+    /// A thermometer reading every minute from `from_min`.
+    fn feed_temperature(
+        r: &mut SustainedRules,
+        from_min: i64,
+        values: &[f64],
+    ) -> Vec<(ConditionKind, bool, i64, Severity)> {
+        let mut out = Vec::new();
+        for (i, &v) in values.iter().enumerate() {
+            let ms = (from_min + i as i64) * 60_000;
+            for c in r.push(&reading(Vital::BodyTemperature, v, ms)) {
+                out.push((c.key.kind, c.active, c.at.millis() - T0, c.severity));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_temperature_above_38_for_half_an_hour_is_a_fever_of_low_severity() {
+        let mut r = rules(Spo2Scale::One);
+        assert!(
+            feed_temperature(&mut r, 0, &[38.0; 90]).is_empty(),
+            "38.0 is not above"
+        );
+        let out = feed_temperature(&mut r, 90, &[38.4; 40]);
+        assert_eq!(
+            out,
+            vec![(
+                ConditionKind::SustainedFever,
+                true,
+                120 * 60_000,
+                Severity::Low
+            )]
+        );
+        // Clears after 30 min at or below 37.7 °C, not in the margin band.
+        assert!(feed_temperature(&mut r, 130, &[37.8; 60]).is_empty());
+        let out = feed_temperature(&mut r, 190, &[37.6; 31]);
+        assert_eq!(
+            out,
+            vec![(
+                ConditionKind::SustainedFever,
+                false,
+                220 * 60_000,
+                Severity::Low
+            )]
+        );
+    }
+
+    #[test]
+    fn a_fever_shorter_than_half_an_hour_or_with_a_long_gap_is_not_raised() {
+        let mut r = rules(Spo2Scale::One);
+        let mut values = vec![38.6; 29];
+        values.push(37.0);
+        values.extend([38.6; 29]);
+        assert!(feed_temperature(&mut r, 0, &values).is_empty());
+        // Twenty readings, a 15-minute silence (> the 10-min gap), twenty more.
+        let mut r = rules(Spo2Scale::One);
+        assert!(feed_temperature(&mut r, 0, &[38.6; 20]).is_empty());
+        assert!(feed_temperature(&mut r, 35, &[38.6; 20]).is_empty());
     }
 
     #[test]

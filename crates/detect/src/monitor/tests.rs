@@ -284,3 +284,84 @@ fn one_outlying_cuff_reading_does_not_hold_a_red_score_but_two_in_a_row_do() {
         .map(|c| c.at.millis() - T0);
     assert_eq!(at, Some(1_860_000), "confirmed at 1800 s, sustained 60 s");
 }
+
+#[test]
+fn every_clinical_condition_carries_the_confirmed_news2_and_technical_ones_none() {
+    let mut m = monitor(Spo2Scale::One);
+    let mut frames = episode(180, |s| ox(s, 82.0, 85.0, 2.0));
+    // Then a motion artifact, for a technical condition.
+    frames.extend((480..540).map(|s| ox(s, 96.0 - (s % 7) as f64 * 2.0, 72.0, 0.8)));
+    let out = play(&mut m, frames);
+    let hyp = out
+        .iter()
+        .find(|c| c.key.kind == ConditionKind::SustainedHypoxaemia && c.active)
+        .and_then(|c| c.news2.clone());
+    let hyp = hyp.expect("a hypoxaemia condition with its NEWS2");
+    // At 150 s SpO2 82 % (red, 3) confirmed by the reading before; the
+    // pulse of 85 scores 0.
+    assert_eq!((hyp.spo2, hyp.pulse, hyp.total), (Some(3), Some(0), 3));
+    assert_eq!(hyp.band, news2::RiskBand::LowMedium);
+    for c in &out {
+        match c.key.kind.category() {
+            Category::Clinical => assert!(c.news2.is_some(), "{c:?}"),
+            Category::Technical => assert_eq!(c.news2, None, "{c:?}"),
+        }
+    }
+    assert!(
+        out.iter()
+            .any(|c| c.key.kind.category() == Category::Technical)
+    );
+    // It survives the alert payload's JSON.
+    let json = serde_json::to_string(&out).unwrap();
+    let back: Vec<Condition> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, out);
+}
+
+#[test]
+fn a_sudden_fall_in_heart_rate_below_the_patients_own_baseline_is_a_baseline_drift() {
+    let mut m = monitor(Spo2Scale::One);
+    // Two hours at a pulse of 72 (the baseline warms up in one), then
+    // 44 /min: above the MET's 40, only 1 on NEWS2, but 39 % below this
+    // patient's usual and reached within a minute.
+    let jitter = |s: i64| [0.0, 1.0, -1.0][(s % 3) as usize];
+    let mut frames: Vec<Vec<Reading>> = (0..7_200)
+        .map(|s| ox(s, 97.0, 72.0 + jitter(s), 2.0))
+        .collect();
+    frames.extend((7_200..7_800).map(|s| ox(s, 97.0, 44.0 + jitter(s), 2.0)));
+    let out = play(&mut m, frames);
+    assert_eq!(clinical(&out), vec![(ConditionKind::BaselineDrift, true)]);
+    let drift = &out[0];
+    assert_eq!(drift.severity, Severity::Low);
+    // The 3-min level is low two minutes in, then 2 min sustained.
+    assert_eq!(drift.at.millis() - T0, 7_439_000);
+    assert!(
+        drift.summary.starts_with("pulse rate 44 /min"),
+        "{}",
+        drift.summary
+    );
+    let score = drift.news2.clone().expect("NEWS2 attached");
+    assert_eq!((score.pulse, score.spo2), (Some(1), Some(0)));
+    assert!(drift.evidence.iter().all(|e| e.vital == Vital::PulseRate));
+    let usual = m.baseline().baseline(Vital::PulseRate).unwrap();
+    assert!((71.0..73.0).contains(&usual), "{usual}");
+}
+
+#[test]
+fn motion_artifacts_after_warm_up_never_reach_the_baseline() {
+    let mut m = monitor(Spo2Scale::One);
+    let mut frames: Vec<Vec<Reading>> = (0..7_200).map(|s| ox(s, 97.0, 72.0, 2.0)).collect();
+    // An hour in which half of every two minutes is motion: SpO2 falsely
+    // down to 83 %, perfusion low, the pulse steady.
+    frames.extend((7_200..10_800).map(|s| {
+        if s % 120 < 60 {
+            ox(s, 85.0 - (s % 3) as f64, 72.0, 0.7)
+        } else {
+            ox(s, 97.0, 72.0, 2.0)
+        }
+    }));
+    let out = play(&mut m, frames);
+    assert_eq!(clinical(&out), vec![]);
+    assert!(technical(&out).contains(&(ConditionKind::MotionArtifact, true)));
+    let usual = m.baseline().baseline(Vital::Spo2).unwrap();
+    assert!((96.5..97.5).contains(&usual), "{usual}");
+}
