@@ -37,18 +37,7 @@ const MESSAGES_PER_DEVICE: usize = 5_000;
 
 fn main() {
     // VITALGATE_LOG=info shows the gateway's own log lines.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VITALGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::bench_runtime("warn");
     runtime.block_on(async {
         let messages = messages();
         let dir = std::env::temp_dir().join(format!("vitalgate-bench-{}", std::process::id()));
@@ -142,6 +131,12 @@ async fn measure(
             seal: SealPolicy::default(),
         },
         devices,
+        detect: Default::default(),
+        alerts: vitalgate::config::AlertsConfig {
+            outbox: Some(dir.join("alerts")),
+            ..Default::default()
+        },
+        http: None,
     };
     IdentityKey::generate()
         .unwrap()

@@ -1,7 +1,12 @@
 //! The gateway's one configuration type, read from TOML and validated once
 //! at start. Every error names the file, the key and what is expected.
 
+use crate::deliver::SinkFilter;
+use crate::deliver::mqtt::MqttSinkConfig;
+use crate::deliver::webhook::WebhookConfig;
+use crate::detect::DetectConfig;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use vitalgate_chain::SealPolicy;
 use vitalgate_chain::crypto::keys::RecipientPublic;
+use vitalgate_detect::alert::EscalationPolicy;
+use vitalgate_detect::news2::{Consciousness, Oxygen, Spo2Scale};
+use vitalgate_detect::{Category, MonitorConfig, PatientSettings};
 use vitalgate_devices::profile::{Profile, Transport};
 
 /// A configuration that cannot be used.
@@ -30,7 +38,38 @@ pub struct Config {
     pub chain: ChainConfig,
     /// Bound devices, each with its loaded profile.
     pub devices: Vec<Device>,
+    /// Detection: thresholds and per-patient settings (`[detect]`,
+    /// `[[patient]]`).
+    pub detect: DetectConfig,
+    /// Alerts: lifecycle, outbox, sinks, acknowledgements (`[alerts]`).
+    pub alerts: AlertsConfig,
+    /// Where the HTTP API listens (`[http]`): acknowledgements, health.
+    pub http: Option<SocketAddr>,
 }
+
+/// The alert stage's settings (`[alerts]`).
+#[derive(Debug, Clone, Default)]
+pub struct AlertsConfig {
+    /// The gateway's id in topics and messages; the identity key's id when
+    /// not set.
+    pub gateway_id: Option<String>,
+    /// The outbox's sled directory; `None` keeps the outbox in memory only
+    /// (tests — a configuration file always has one).
+    pub outbox: Option<PathBuf>,
+    /// Escalation and flap suppression.
+    pub policy: EscalationPolicy,
+    /// The shared secret acknowledgements are signed with; without it no
+    /// acknowledgement is taken.
+    pub ack_secret: Option<PathBuf>,
+    /// The hospital's MQTT broker.
+    pub mqtt: Option<MqttSinkConfig>,
+    /// HTTPS webhooks.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// Where the HTTP API listens when `[http]` is present without `listen`:
+/// this machine only.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8480";
 
 /// The ledger's settings (`[chain]`).
 #[derive(Debug, Clone)]
@@ -128,6 +167,62 @@ struct RawConfig {
     chain: Option<RawChain>,
     #[serde(default, rename = "device")]
     devices: Vec<RawDevice>,
+    #[serde(default)]
+    detect: MonitorConfig,
+    #[serde(default, rename = "patient")]
+    patients: Vec<RawPatient>,
+    alerts: Option<RawAlerts>,
+    http: Option<RawHttp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPatient {
+    id: String,
+    spo2_scale: Option<u8>,
+    oxygen: Option<Oxygen>,
+    consciousness: Option<Consciousness>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    gateway_id: Option<String>,
+    outbox: Option<PathBuf>,
+    escalate_after_secs: Option<Vec<u64>>,
+    reopen_within_secs: Option<u64>,
+    escalate_technical: Option<bool>,
+    ack_secret_file: Option<PathBuf>,
+    mqtt: Option<RawAlertMqtt>,
+    #[serde(default)]
+    webhook: Vec<RawWebhook>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertMqtt {
+    topic_prefix: Option<String>,
+    categories: Option<Vec<Category>>,
+    from_tier: Option<usize>,
+    broker: RawMqtt,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    name: String,
+    url: String,
+    secret_file: PathBuf,
+    ca_file: Option<PathBuf>,
+    timeout_secs: Option<u64>,
+    categories: Option<Vec<Category>>,
+    from_tier: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -239,7 +334,10 @@ impl Config {
                 )
             })?),
         };
-        let mqtt = raw.mqtt.map(|m| Self::mqtt(m, base, &err)).transpose()?;
+        let mqtt = raw
+            .mqtt
+            .map(|m| Self::mqtt(m, "mqtt", base, &err))
+            .transpose()?;
         let ingest = Self::ingest(raw.ingest, &err)?;
         let chain = Self::chain(raw.chain, base, &err)?;
 
@@ -322,6 +420,18 @@ impl Config {
                 "no devices are bound; add at least one [[device]] table with id, patient and profile".into(),
             ));
         }
+        let detect = Self::detect(raw.detect, raw.patients, &err)?;
+        let alerts = Self::alerts(raw.alerts, &chain, base, &err)?;
+        let http = match raw.http {
+            None => None,
+            Some(RawHttp { listen: None }) => DEFAULT_HTTP.parse().ok(),
+            Some(RawHttp { listen: Some(l) }) => Some(l.parse::<SocketAddr>().map_err(|_| {
+                err(
+                    "http.listen",
+                    format!("`{l}` is not an address:port such as \"127.0.0.1:8480\""),
+                )
+            })?),
+        };
         Ok(Config {
             file: file.to_owned(),
             mqtt,
@@ -329,41 +439,239 @@ impl Config {
             ingest,
             chain,
             devices,
+            detect,
+            alerts,
+            http,
         })
     }
 
+    fn detect(
+        monitor: MonitorConfig,
+        raw: Vec<RawPatient>,
+        err: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<DetectConfig, ConfigError> {
+        let mut patients = BTreeMap::new();
+        for (i, p) in raw.into_iter().enumerate() {
+            let key = |k: &str| format!("patient[{i}].{k}");
+            if !valid_id(&p.id) {
+                return Err(err(
+                    &key("id"),
+                    format!(
+                        "`{}` must be 1–64 characters of letters, digits, '-', '_' or '.'",
+                        p.id
+                    ),
+                ));
+            }
+            let scale = match p.spo2_scale {
+                None | Some(1) => Spo2Scale::One,
+                Some(2) => Spo2Scale::Two,
+                Some(n) => {
+                    return Err(err(
+                        &key("spo2_scale"),
+                        format!(
+                            "{n} (NEWS2 has SpO2 scales 1 and 2; 2 only for hypercapnic respiratory failure, as prescribed)"
+                        ),
+                    ));
+                }
+            };
+            let settings = PatientSettings {
+                scale,
+                oxygen: p.oxygen.unwrap_or_default(),
+                consciousness: p.consciousness.unwrap_or_default(),
+            };
+            if patients
+                .insert(Arc::<str>::from(p.id.as_str()), settings)
+                .is_some()
+            {
+                return Err(err(&key("id"), format!("`{}` is listed twice", p.id)));
+            }
+        }
+        Ok(DetectConfig { monitor, patients })
+    }
+
+    fn alerts(
+        raw: Option<RawAlerts>,
+        chain: &ChainConfig,
+        base: &Path,
+        err: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<AlertsConfig, ConfigError> {
+        // By default the outbox sits beside the ledger, in the state
+        // directory.
+        let default_outbox = chain.directory.with_file_name("alerts");
+        let Some(raw) = raw else {
+            return Ok(AlertsConfig {
+                outbox: Some(default_outbox),
+                ..AlertsConfig::default()
+            });
+        };
+        if let Some(id) = &raw.gateway_id {
+            if !valid_id(id) {
+                return Err(err(
+                    "alerts.gateway_id",
+                    format!(
+                        "`{id}` must be 1–64 characters of letters, digits, '-', '_' or '.' (it is an MQTT topic level)"
+                    ),
+                ));
+            }
+        }
+        let d = EscalationPolicy::default();
+        let secs = |key: &str, v: u64| -> Result<i64, ConfigError> {
+            if (1..=7 * 86_400).contains(&v) {
+                Ok(v as i64 * 1000)
+            } else {
+                Err(err(key, format!("{v} (expected 1 to 604800 seconds)")))
+            }
+        };
+        let tiers_ms = match raw.escalate_after_secs {
+            None => d.tiers_ms,
+            Some(v) => v
+                .into_iter()
+                .map(|s| secs("alerts.escalate_after_secs", s))
+                .collect::<Result<_, _>>()?,
+        };
+        let reopen_within_ms = match raw.reopen_within_secs {
+            None => d.reopen_within_ms,
+            Some(s) => secs("alerts.reopen_within_secs", s)?,
+        };
+        let filter = |table: &str,
+                      categories: Option<Vec<Category>>,
+                      from_tier: Option<usize>|
+         -> Result<SinkFilter, ConfigError> {
+            let d = SinkFilter::default();
+            let categories = categories.unwrap_or(d.categories);
+            if categories.is_empty() {
+                return Err(err(
+                    &format!("{table}.categories"),
+                    "empty: the sink would receive nothing; list \"clinical\", \"technical\" or both".into(),
+                ));
+            }
+            Ok(SinkFilter {
+                categories,
+                from_tier: from_tier.unwrap_or(d.from_tier),
+            })
+        };
+        let mqtt = match raw.mqtt {
+            None => None,
+            Some(m) => {
+                let prefix = m.topic_prefix.unwrap_or_else(|| "vitalgate".into());
+                if prefix.is_empty() || prefix.starts_with('/') || prefix.contains(['#', '+', '\0'])
+                {
+                    return Err(err(
+                        "alerts.mqtt.topic_prefix",
+                        format!(
+                            "`{prefix}` must be a topic without wildcards or a leading '/', e.g. \"hospital/vitalgate\""
+                        ),
+                    ));
+                }
+                Some(MqttSinkConfig {
+                    broker: Self::mqtt(m.broker, "alerts.mqtt.broker", base, err)?,
+                    topic_prefix: prefix,
+                    filter: filter("alerts.mqtt", m.categories, m.from_tier)?,
+                })
+            }
+        };
+        let mut webhooks = Vec::new();
+        for (i, w) in raw.webhook.into_iter().enumerate() {
+            let table = format!("alerts.webhook[{i}]");
+            let key = |k: &str| format!("{table}.{k}");
+            if !valid_id(&w.name)
+                || w.name == "mqtt"
+                || webhooks.iter().any(|x: &WebhookConfig| x.name == w.name)
+            {
+                return Err(err(
+                    &key("name"),
+                    format!(
+                        "`{}` must be a unique name of 1–64 letters, digits, '-', '_' or '.' (not \"mqtt\")",
+                        w.name
+                    ),
+                ));
+            }
+            let url = reqwest::Url::parse(&w.url)
+                .map_err(|e| err(&key("url"), format!("`{}`: {e}", w.url)))?;
+            let loopback = url.host_str().is_some_and(|h| {
+                h == "localhost"
+                    || h.trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|a| a.is_loopback())
+            });
+            if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+                return Err(err(
+                    &key("url"),
+                    format!(
+                        "`{}`: alerts carry health data; use https:// (plain http only to this machine)",
+                        w.url
+                    ),
+                ));
+            }
+            let timeout = match w.timeout_secs {
+                None => Duration::from_secs(10),
+                Some(t) if (1..=300).contains(&t) => Duration::from_secs(t),
+                Some(t) => {
+                    return Err(err(
+                        &key("timeout_secs"),
+                        format!("{t} (expected 1 to 300)"),
+                    ));
+                }
+            };
+            webhooks.push(WebhookConfig {
+                name: w.name,
+                url,
+                secret: base.join(w.secret_file),
+                ca_file: w.ca_file.map(|p| base.join(p)),
+                timeout,
+                filter: filter(&table, w.categories, w.from_tier)?,
+            });
+        }
+        Ok(AlertsConfig {
+            gateway_id: raw.gateway_id,
+            outbox: Some(raw.outbox.map_or(default_outbox, |p| base.join(p))),
+            policy: EscalationPolicy {
+                tiers_ms,
+                reopen_within_ms,
+                escalate_technical: raw.escalate_technical.unwrap_or(d.escalate_technical),
+            },
+            ack_secret: raw.ack_secret_file.map(|p| base.join(p)),
+            mqtt,
+            webhooks,
+        })
+    }
+
+    /// Validate a broker connection table; `table` names it in errors
+    /// (`mqtt`, `alerts.mqtt.broker`).
     fn mqtt(
         raw: RawMqtt,
+        table: &str,
         base: &Path,
         err: &dyn Fn(&str, String) -> ConfigError,
     ) -> Result<MqttConfig, ConfigError> {
+        let key = |k: &str| format!("{table}.{k}");
         if raw.host.trim().is_empty() {
-            return Err(err("mqtt.host", "must not be empty".into()));
+            return Err(err(&key("host"), "must not be empty".into()));
         }
         if raw.port == 0 {
             return Err(err(
-                "mqtt.port",
+                &key("port"),
                 "0 is not a port (1883 is MQTT's, 8883 MQTT over TLS)".into(),
             ));
         }
         if !valid_id(&raw.client_id) {
             return Err(err(
-                "mqtt.client_id",
+                &key("client_id"),
                 "1–64 characters of letters, digits, '-', '_' or '.'".into(),
             ));
         }
         if !(5..=3600).contains(&raw.keep_alive_secs) {
             return Err(err(
-                "mqtt.keep_alive_secs",
+                &key("keep_alive_secs"),
                 format!("{} (expected 5 to 3600)", raw.keep_alive_secs),
             ));
         }
         if raw.inflight == 0 {
-            return Err(err("mqtt.inflight", "must be at least 1".into()));
+            return Err(err(&key("inflight"), "must be at least 1".into()));
         }
         if raw.password_file.is_some() && raw.username.is_none() {
             return Err(err(
-                "mqtt.username",
+                &key("username"),
                 "password_file is set but username is not".into(),
             ));
         }
@@ -373,7 +681,7 @@ impl Config {
                 (None, None) => None,
                 _ => {
                     return Err(err(
-                        "mqtt.client_cert_file",
+                        &key("client_cert_file"),
                         "client_cert_file and client_key_file go together (mutual TLS); set both or neither".into(),
                     ));
                 }
@@ -388,7 +696,7 @@ impl Config {
                 || raw.client_key_file.is_some()
             {
                 return Err(err(
-                    "mqtt.tls",
+                    &key("tls"),
                     "certificate files are set but tls = false; set tls = true".into(),
                 ));
             }
@@ -612,6 +920,103 @@ profile = "device-profiles/senml-wearable.toml"
         let c = parse(GOOD).unwrap();
         assert_eq!(c.chain.directory, profiles_dir().join("ledger"));
         assert_eq!(c.chain.seal, SealPolicy::default());
+    }
+
+    #[test]
+    fn alerts_default_to_an_outbox_beside_the_ledger_and_no_sinks() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(
+            c.alerts.outbox,
+            Some(profiles_dir().join("alerts")),
+            "beside {}",
+            c.chain.directory.display()
+        );
+        assert!(c.alerts.mqtt.is_none() && c.alerts.webhooks.is_empty());
+        assert_eq!(c.alerts.policy, EscalationPolicy::default());
+        assert_eq!(c.http, None);
+        let c = parse(&format!("{GOOD}\n[http]\n")).unwrap();
+        assert_eq!(c.http, Some(DEFAULT_HTTP.parse().unwrap()));
+    }
+
+    #[test]
+    fn alert_sinks_and_patients_are_read_and_checked() {
+        let full = format!(
+            r#"{GOOD}
+[[patient]]
+id = "patient-0001"
+spo2_scale = 2
+oxygen = "supplemental"
+
+[detect.rules.hypoxaemia]
+sustain_ms = 20000
+
+[alerts]
+gateway_id = "gw-7"
+escalate_after_secs = [120, 600]
+ack_secret_file = "ack.secret"
+
+[alerts.mqtt]
+topic_prefix = "hospital/vitalgate"
+categories = ["clinical"]
+
+[alerts.mqtt.broker]
+host = "mqtt.hospital.example"
+port = 8883
+client_id = "gw-7-alerts"
+tls = true
+
+[[alerts.webhook]]
+name = "on-call"
+url = "https://alerts.hospital.example/vitalgate"
+secret_file = "webhook.secret"
+from_tier = 1
+"#
+        );
+        let c = parse(&full).unwrap_or_else(|e| panic!("{e}"));
+        let settings = c.detect.patients.get("patient-0001").unwrap();
+        assert_eq!(settings.scale, Spo2Scale::Two);
+        assert_eq!(settings.oxygen, Oxygen::Supplemental);
+        assert_eq!(c.detect.monitor.rules.hypoxaemia.sustain_ms, 20_000);
+        assert_eq!(c.alerts.gateway_id.as_deref(), Some("gw-7"));
+        assert_eq!(c.alerts.policy.tiers_ms, vec![120_000, 600_000]);
+        let m = c.alerts.mqtt.as_ref().unwrap();
+        assert_eq!(m.topic_prefix, "hospital/vitalgate");
+        assert_eq!(m.filter.categories, vec![Category::Clinical]);
+        assert_eq!(m.broker.port, 8883);
+        assert!(m.broker.tls.is_some());
+        let w = &c.alerts.webhooks[0];
+        assert_eq!((w.name.as_str(), w.filter.from_tier), ("on-call", 1));
+        assert_eq!(w.secret, profiles_dir().join("webhook.secret"));
+
+        let e = parse(&full.replace("port = 8883", "port = 0")).unwrap_err();
+        assert_eq!(e.key, "alerts.mqtt.broker.port");
+        let e = parse(&full.replace(
+            "https://alerts.hospital.example",
+            "http://alerts.hospital.example",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "alerts.webhook[0].url");
+        assert!(e.message.contains("https"), "{e}");
+        let local = full.replace(
+            "https://alerts.hospital.example/vitalgate",
+            "http://127.0.0.1:8080/hook",
+        );
+        assert!(
+            parse(&local).is_ok(),
+            "plain http to this machine is allowed"
+        );
+        let e = parse(&full.replace("spo2_scale = 2", "spo2_scale = 3")).unwrap_err();
+        assert_eq!(e.key, "patient[0].spo2_scale");
+        let e = parse(&full.replace("sustain_ms = 20000", "sustain = 20000")).unwrap_err();
+        assert!(e.message.contains("unknown field `sustain`"), "{e}");
+        let e = parse(&full.replace(
+            "topic_prefix = \"hospital/vitalgate\"",
+            "topic_prefix = \"a/#\"",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "alerts.mqtt.topic_prefix");
+        let e = parse(&full.replace("categories = [\"clinical\"]", "categories = []")).unwrap_err();
+        assert_eq!(e.key, "alerts.mqtt.categories");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! view on the terminal.
 
 use crate::Gateway;
-use crate::config::{ChainConfig, Config, Device, IngestConfig};
+use crate::config::{AlertsConfig, ChainConfig, Config, Device, IngestConfig};
 use crate::store::{LedgerSetupError, open_ledger};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -151,6 +151,31 @@ fn demo_chain(dir: &Path) -> Result<ChainConfig, DemoError> {
     })
 }
 
+/// The demo's acknowledgement secret (`dir/ack.secret`, 32 random bytes
+/// as hex, mode 0600), created on first use, so `vitalgate ack` can be
+/// tried against the demo as the hospital would use it.
+fn demo_ack_secret(dir: &Path) -> Result<PathBuf, DemoError> {
+    use getrandom::rand_core::TryRng as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = dir.join("ack.secret");
+    if path.exists() {
+        return Ok(path);
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::SysRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    file.write_all(hex.as_bytes())?;
+    file.sync_all()?;
+    Ok(path)
+}
+
 fn bundled_profiles() -> Result<Vec<(PathBuf, Arc<Profile>)>, DemoError> {
     PROFILES
         .iter()
@@ -206,6 +231,14 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
         ingest: IngestConfig::default(),
         chain: demo_chain(&options.dir)?,
         devices,
+        detect: demo_detect(&spec),
+        alerts: AlertsConfig {
+            outbox: Some(options.dir.join("alerts")),
+            ack_secret: Some(demo_ack_secret(&options.dir)?),
+            ..AlertsConfig::default()
+        },
+        // Any free port on this machine: for `vitalgate ack`.
+        http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
     };
     for d in &config.devices {
         tracing::info!(
@@ -221,10 +254,21 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
     let gateway_cancel = cancel.child_token();
     let ledger = open_ledger(&config.chain)?;
     let gateway = Gateway::start(&config, ledger, gateway_cancel.clone())?;
+    let hint = gateway.http.map(|addr| {
+        format!(
+            "acknowledge an alert: vitalgate ack --url http://{addr} --secret {} --by <your name> <alert id>",
+            options.dir.join("ack.secret").display()
+        )
+    });
+    if let Some(h) = &hint {
+        tracing::info!("{h}");
+    }
     let view = options.view.then(|| {
         tokio::spawn(crate::view::run(
             gateway.ingest.clone(),
             gateway.store.clone(),
+            gateway.alerts.clone(),
+            hint,
             cancel.child_token(),
         ))
     });
@@ -275,6 +319,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
     gateway_cancel.cancel();
     let ingest = gateway.ingest.clone();
     let store = gateway.store.clone();
+    let alerts = gateway.alerts.clone();
     gateway.join().await;
     publisher_cancel.cancel();
     if let Some(v) = view {
@@ -282,10 +327,12 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
     }
     let ingest = ingest.borrow().clone();
     let store = store.borrow().clone();
+    let alerts = alerts.borrow().clone();
     Ok(Summary {
         played,
         ingest,
         store,
+        alerts,
     })
 }
 
@@ -298,4 +345,30 @@ pub struct Summary {
     pub ingest: crate::ingest::IngestSnapshot,
     /// What the gateway stored.
     pub store: crate::store::StoreSnapshot,
+    /// The alerts it raised.
+    pub alerts: crate::alert::AlertSnapshot,
+}
+
+/// Detection as a clinician would set it up for the demo's patients: the
+/// COPD patient on SpO2 Scale 2 (what the simulator's `copd` scenario
+/// stands for), everyone else on the defaults.
+fn demo_detect(spec: &SimulationSpec) -> crate::detect::DetectConfig {
+    let patients = spec
+        .patients
+        .iter()
+        .filter(|p| p.scenario.is_copd())
+        .map(|p| {
+            (
+                Arc::<str>::from(p.id.as_str()),
+                vitalgate_detect::PatientSettings {
+                    scale: vitalgate_detect::news2::Spo2Scale::Two,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    crate::detect::DetectConfig {
+        patients,
+        ..Default::default()
+    }
 }

@@ -19,10 +19,16 @@
 //! stops the sources, and the rest drains behind them. See
 //! `docs/ARCHITECTURE.md`.
 
+pub mod alert;
 pub mod capture;
+pub mod clock;
 pub mod config;
+pub mod deliver;
 pub mod demo;
+pub mod detect;
+pub mod fhir;
 pub mod gateway;
+pub mod http;
 pub mod ingest;
 pub mod source;
 pub mod store;

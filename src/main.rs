@@ -70,7 +70,8 @@ enum Command {
     /// consistency. Exit 0 valid, 1 damaged (first bad block named), 2
     /// could not run.
     Verify(commands::verify::VerifyArgs),
-    /// Decrypt readings with a recipient's private key, as JSON lines or CSV.
+    /// Decrypt readings with a recipient's private key, as JSON lines or
+    /// CSV; with --alerts, the alert records (audit trail) instead.
     Open(commands::open::OpenArgs),
     /// Decrypt readings with a recipient's private key and export them:
     /// `--format fhir` writes one FHIR R4 Bundle of vital-signs
@@ -82,6 +83,9 @@ enum Command {
     /// Check a proof offline with the gateway's public key. Exit 0 when it
     /// holds, 1 when it does not.
     CheckProof(commands::prove::CheckProofArgs),
+    /// Acknowledge an alert: sign it with the shared secret and send it to
+    /// a gateway's HTTP API. Exit 0 taken, 1 refused, 2 could not ask.
+    Ack(commands::ack::AckArgs),
     /// Decode a raw capture with a device profile: readings as JSON lines on
     /// stdout, each rejected frame on stderr with its byte offset.
     Decode {
@@ -106,6 +110,55 @@ enum Command {
     },
 }
 
+/// Read the alert secrets as the daemon will, and say where alerts go.
+fn check_alerts(file: &std::path::Path, c: &Config) -> Result<()> {
+    use vitalgate::deliver::signature::Secret;
+    let secret = |key: &str, path: &std::path::Path| {
+        Secret::load(path).map_err(|e| anyhow::anyhow!("{}: key `{key}`: {e}", file.display()))
+    };
+    if let Some(p) = &c.alerts.ack_secret {
+        secret("alerts.ack_secret_file", p)?;
+    }
+    for (i, w) in c.alerts.webhooks.iter().enumerate() {
+        secret(&format!("alerts.webhook[{i}].secret_file"), &w.secret)?;
+    }
+    let mut sinks: Vec<String> = c
+        .alerts
+        .mqtt
+        .iter()
+        .map(|m| {
+            format!(
+                "MQTT {}:{} ({})",
+                m.broker.host, m.broker.port, m.topic_prefix
+            )
+        })
+        .collect();
+    sinks.extend(
+        c.alerts
+            .webhooks
+            .iter()
+            .map(|w| format!("webhook {} ({})", w.name, w.url)),
+    );
+    println!(
+        "alerts: {}; acknowledgements {}; outbox {}",
+        if sinks.is_empty() {
+            "no sinks (alerts are logged and recorded in the ledger only)".to_owned()
+        } else {
+            sinks.join(", ")
+        },
+        if c.alerts.ack_secret.is_some() {
+            "accepted when signed"
+        } else {
+            "not accepted (no alerts.ack_secret_file)"
+        },
+        c.alerts
+            .outbox
+            .as_deref()
+            .map_or("in memory".into(), |p| p.display().to_string()),
+    );
+    Ok(())
+}
+
 fn parse_time(s: &str) -> Result<Timestamp, String> {
     Timestamp::parse_rfc3339(s).ok_or_else(|| format!("`{s}` is not an RFC 3339 time"))
 }
@@ -124,6 +177,7 @@ fn main() -> ExitCode {
             | Command::Export(_)
             | Command::Prove(_)
             | Command::CheckProof(_)
+            | Command::Ack(_)
             | Command::Demo { quiet: false, .. }
     ));
     match real_main(cli) {
@@ -173,6 +227,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Command::Export(args) => commands::export::run(&args),
         Command::Prove(args) => commands::prove::run(&args),
         Command::CheckProof(args) => commands::prove::check(&args),
+        Command::Ack(args) => runtime()?.block_on(commands::ack::run(&args)),
         Command::Decode {
             profile,
             file,
@@ -243,6 +298,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     d.id, d.patient, d.profile.vendor, d.profile.model, d.profile.format
                 );
             }
+            check_alerts(&config, &c)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config, live } => {
@@ -255,6 +311,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     tokio::spawn(vitalgate::view::run(
                         gateway.ingest.clone(),
                         gateway.store.clone(),
+                        gateway.alerts.clone(),
+                        None,
                         cancel.clone(),
                     ))
                 });
@@ -301,11 +359,26 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     s.store.stored
                 );
                 println!(
-                    "ledger: {} blocks sealed ({} bytes on disk) in {}",
+                    "ledger: {} blocks sealed ({} bytes on disk) in {}; {} alert records",
                     s.store.blocks,
                     s.store.bytes,
-                    dir.join("ledger").display()
+                    dir.join("ledger").display(),
+                    s.store.alert_records
                 );
+                let count = |e: &str| s.alerts.events.get(e).copied().unwrap_or(0);
+                println!(
+                    "alerts: {} raised, {} escalated, {} resolved, {} open at the end",
+                    count("raised") + count("reopened"),
+                    count("escalated"),
+                    count("resolved"),
+                    s.alerts.open.len()
+                );
+                for a in &s.alerts.open {
+                    println!(
+                        "  open: {:?} {} {} since {}: {}",
+                        a.severity, a.patient, a.kind.name(), a.since, a.summary
+                    );
+                }
                 for (id, d) in &s.ingest.devices {
                     println!(
                         "  device {id} (patient {}): received {}, invalid {}, rejected {}, status frames {}, stored {}",

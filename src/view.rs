@@ -5,6 +5,7 @@
 //! shows vital values, so the daemon only runs it when asked (`demo`, or
 //! `run --live`), never into the journal by default.
 
+use crate::alert::AlertSnapshot;
 use crate::ingest::{DeviceView, IngestSnapshot};
 use crate::store::StoreSnapshot;
 use std::fmt::Write as _;
@@ -28,7 +29,13 @@ const COLUMNS: [(&str, Vital); 9] = [
 ];
 
 /// Render the view as text (one frame).
-pub fn render(ingest: &IngestSnapshot, store: &StoreSnapshot, rate: f64, now: Timestamp) -> String {
+pub fn render(
+    ingest: &IngestSnapshot,
+    store: &StoreSnapshot,
+    alerts: &AlertSnapshot,
+    rate: f64,
+    now: Timestamp,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -99,7 +106,55 @@ pub fn render(ingest: &IngestSnapshot, store: &StoreSnapshot, rate: f64, now: Ti
             .collect();
         let _ = writeln!(out, "rejected: {}", reasons.join(", "));
     }
+    render_alerts(&mut out, alerts);
     out
+}
+
+/// The alerts part: what is open now, and the latest events.
+fn render_alerts(out: &mut String, alerts: &AlertSnapshot) {
+    let count = |name: &str| alerts.events.get(name).copied().unwrap_or(0);
+    let _ = write!(
+        out,
+        "\nALERTS  open {}  raised {}  escalated {}  acknowledged {}  resolved {}  waiting for delivery {}",
+        alerts.open.len(),
+        count("raised") + count("reopened"),
+        count("escalated"),
+        count("acknowledged"),
+        count("resolved"),
+        alerts.outbox,
+    );
+    if alerts.unsaved {
+        out.push_str("  OUTBOX NOT SAVED (disk)");
+    }
+    out.push('\n');
+    for s in alerts.sinks.iter().filter(|s| s.failures > 0) {
+        let _ = writeln!(
+            out,
+            "  sink {}: {} failed attempts: {}",
+            s.name,
+            s.failures,
+            s.last_error.as_deref().unwrap_or("")
+        );
+    }
+    for a in &alerts.open {
+        let _ = writeln!(
+            out,
+            "  {:<6} {:<12} {:<22} {:<12} tier {}  since {}  {}",
+            format!("{:?}", a.severity).to_uppercase(),
+            truncate(&a.patient, 12),
+            a.kind.name(),
+            a.state,
+            a.tier,
+            a.since,
+            a.summary
+        );
+    }
+    if !alerts.recent.is_empty() {
+        let _ = writeln!(out, "latest events:");
+        for line in &alerts.recent {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
 }
 
 fn truncate(s: &str, n: usize) -> &str {
@@ -113,6 +168,8 @@ fn truncate(s: &str, n: usize) -> &str {
 pub async fn run(
     mut ingest: watch::Receiver<IngestSnapshot>,
     store: watch::Receiver<StoreSnapshot>,
+    alerts: watch::Receiver<AlertSnapshot>,
+    hint: Option<String>,
     cancel: CancellationToken,
 ) {
     let terminal = std::io::stdout().is_terminal();
@@ -134,7 +191,12 @@ pub async fn run(
         let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
         let rate = (snap.received.saturating_sub(last.1)) as f64 / secs;
         last = (now, snap.received);
-        let frame = render(&snap, &stored, rate, Timestamp::now());
+        let open = alerts.borrow().clone();
+        let mut frame = render(&snap, &stored, &open, rate, Timestamp::now());
+        if let Some(h) = &hint {
+            frame.push_str(h);
+            frame.push('\n');
+        }
         let mut stdout = std::io::stdout().lock();
         let _ = if terminal {
             // Home the cursor and clear: a refreshing table.
@@ -173,6 +235,7 @@ mod tests {
         let text = render(
             &stats.snapshot(),
             &StoreSnapshot::default(),
+            &AlertSnapshot::default(),
             2.0,
             Timestamp(3_000),
         );

@@ -267,3 +267,185 @@ touch "{done}"
         );
     }
 }
+
+/// Desaturation samples `range` (one a second of measurement time, ending
+/// about now): SpO2 80 % holds the hypoxaemia rule after 31 of them.
+fn desaturation(range: std::ops::Range<u64>) -> Vec<common::publisher::Message> {
+    let t0 = vitalgate_devices::Timestamp::now().millis() as u64 / 1000 - 60;
+    range
+        .map(|i| common::publisher::Message {
+            topic: "vitalgate/wear-1/senml".into(),
+            payload: format!(
+                r#"[{{"bn":"urn:dev:vitalgate:wear-1:","bt":{},"n":"spo2","u":"%","v":80}},{{"n":"heart_rate","u":"beat/min","v":{}}}]"#,
+                t0 + i,
+                70 + i % 5
+            )
+            .into_bytes(),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_full_disk_an_emergency_still_reaches_the_hospital_and_is_recorded_once_space_returns()
+{
+    if !unshare_works() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "unshare (util-linux) with user namespaces is needed"
+        );
+        eprintln!("SKIPPED: cannot create a private mount namespace here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let chain = common::ledger_chain(&keys);
+    let secret = keys.join("hospital.secret");
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&secret)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"a shared secret of 32 bytes!!!!!").unwrap();
+    }
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let (device_port, hook_port) = (common::free_port(), common::free_port());
+    let config = dir.path().join("vitalgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mqtt_server]\nlisten = \"127.0.0.1:{device_port}\"\n\n[chain]\ndirectory = \"{}\"\nidentity = \"{}\"\nrecipients = [\"{}\"]\nseal_interval_secs = 1\n\n[alerts]\ngateway_id = \"gw-full\"\n\n[[alerts.webhook]]\nname = \"hospital\"\nurl = \"http://127.0.0.1:{hook_port}/alerts\"\nsecret_file = \"{}\"\n\n[[device]]\nid = \"wear-1\"\npatient = \"patient-1\"\nprofile = \"{}\"\n",
+            disk.join("ledger").display(),
+            chain.identity.display(),
+            chain.recipients[0],
+            secret.display(),
+            common::root().join("device-profiles/senml-wearable.toml").display(),
+        ),
+    )
+    .unwrap();
+    let step = |name: &str| dir.path().join(name);
+    // The outbox sits beside the ledger: on the small disk too.
+    let script = format!(
+        r#"set -u
+mount -t tmpfs -o size=4m tmpfs "{disk}" || exit 90
+"{bin}" run --config "{config}" 2>"{log}" & pid=$!
+touch "{started}"
+while [ ! -e "{fill}" ] && [ -e "{dir}" ]; do sleep 0.1; done
+cat /dev/zero > "{disk}/filler" 2>/dev/null
+touch "{filled}"
+while [ ! -e "{free}" ] && [ -e "{dir}" ]; do sleep 0.1; done
+rm "{disk}/filler"
+while [ ! -e "{stop}" ] && [ -e "{dir}" ]; do sleep 0.1; done
+kill -TERM $pid; wait $pid; echo "gateway exit $?" > "{exit}"
+"{bin}" open --alerts --ledger "{disk}/ledger" --identity "{keys}/recipient.key" > "{opened}" 2>/dev/null
+touch "{done}"
+"#,
+        // A failed test removes its folder: the script then ends too.
+        dir = dir.path().display(),
+        disk = disk.display(),
+        bin = env!("CARGO_BIN_EXE_vitalgate"),
+        config = config.display(),
+        log = step("gateway.log").display(),
+        started = step("started").display(),
+        fill = step("fill").display(),
+        filled = step("filled").display(),
+        free = step("free").display(),
+        stop = step("stop").display(),
+        exit = step("exit").display(),
+        keys = keys.display(),
+        opened = step("opened").display(),
+        done = step("done").display(),
+    );
+    let mut namespace = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    let received: common::webhook::Received = Default::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let hospital = tokio::spawn(common::webhook::receiver(
+        hook_port,
+        vitalgate::deliver::signature::Secret::new(b"a shared secret of 32 bytes!!!!!".to_vec()),
+        std::sync::Arc::clone(&received),
+        stop.clone(),
+    ));
+    wait_file(&step("started"), 10).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The disk is full before the patient desaturates. The oximeter
+    // streams at QoS 0 (live values, as many wearables send them): nothing
+    // of it can be stored, yet every reading is judged, and the alert goes
+    // out from memory although the outbox cannot be written either.
+    std::fs::write(step("fill"), "").unwrap();
+    wait_file(&step("filled"), 10).await;
+    let mut o = MqttOptions::new("full-disk-oximeter", "127.0.0.1", device_port);
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut eventloop) = AsyncClient::new(o, 100);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    for m in desaturation(0..45) {
+        client
+            .publish(m.topic, QoS::AtMostOnce, false, m.payload)
+            .await
+            .unwrap();
+    }
+    let raised = |m: &serde_json::Value| {
+        m["event"] == "raised" && m["alert"]["kind"] == "sustained_hypoxaemia"
+    };
+    let mut alert = None;
+    for _ in 0..200 {
+        alert = common::webhook::messages(&received)
+            .into_iter()
+            .find(raised);
+        if alert.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let alert = alert.unwrap_or_else(|| {
+        panic!(
+            "the alert did not reach the hospital while the disk was full:\n{}",
+            std::fs::read_to_string(step("gateway.log")).unwrap_or_default()
+        )
+    });
+    let log = std::fs::read_to_string(step("gateway.log")).unwrap();
+    assert!(log.contains("storage is full"), "{log}");
+    assert!(log.contains("alert outbox cannot be written"), "{log}");
+
+    // Space returns: the outbox is written, and the alert is in the
+    // ledger's audit trail with its delivery.
+    std::fs::write(step("free"), "").unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    std::fs::write(step("stop"), "").unwrap();
+    wait_file(&step("done"), 30).await;
+    assert!(namespace.wait().unwrap().success());
+    stop.cancel();
+    hospital.await.unwrap();
+
+    let log = std::fs::read_to_string(step("gateway.log")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(step("exit")).unwrap().trim(),
+        "gateway exit 0",
+        "{log}"
+    );
+    assert!(log.contains("alert outbox writes again"), "{log}");
+    let opened = std::fs::read_to_string(step("opened")).unwrap();
+    let trail: Vec<serde_json::Value> = opened
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["alert"].clone())
+        .collect();
+    assert!(trail.contains(&alert), "{opened}\n{log}");
+    assert!(
+        trail
+            .iter()
+            .any(|m| m["format"] == "vitalgate/alert-delivery/1"
+                && m["message_id"] == alert["message_id"]),
+        "{opened}"
+    );
+    let sent: Vec<_> = common::webhook::messages(&received)
+        .into_iter()
+        .filter(|m| raised(m))
+        .collect();
+    assert_eq!(sent.len(), 1, "delivered once: {sent:#?}");
+}

@@ -1,8 +1,10 @@
-//! The ledger's commands: keys, verification, reading back, export, proofs.
+//! The ledger's commands — keys, verification, reading back, export,
+//! proofs — and acknowledging an alert.
 //!
 //! They live in the binary (errors are `anyhow` here, at the edge); the
 //! work itself is in `vitalgate-chain`.
 
+pub mod ack;
 pub mod export;
 pub mod fhir;
 pub mod keygen;

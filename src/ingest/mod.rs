@@ -11,6 +11,7 @@ mod stats;
 pub use batch::{Batch, DeviceStatus, Rejection};
 pub use stats::{DeviceView, IngestSnapshot, IngestStats, Latest, RejectLog, UNKNOWN_DEVICE};
 
+use crate::detect::DetectInput;
 use crate::store::StoreRequest;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -20,10 +21,14 @@ use vitalgate_devices::{Quality, Reject};
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
 /// Run the ingest stage until every source has dropped its sender; then
-/// publish the final counters and return (dropping the store's sender, so
-/// storage drains and stops after it).
+/// publish the final counters and return (dropping the senders of
+/// detection and storage, so they drain and stop after it).
+///
+/// Each batch goes to detection first, then to storage: an emergency is
+/// judged the moment it arrives, whatever the disk is doing.
 pub async fn run(
     mut batches: mpsc::Receiver<Batch>,
+    detect: mpsc::Sender<DetectInput>,
     store: mpsc::Sender<StoreRequest>,
     snapshots: watch::Sender<IngestSnapshot>,
 ) {
@@ -36,8 +41,18 @@ pub async fn run(
         tokio::select! {
             batch = batches.recv() => {
                 let Some(batch) = batch else { break };
-                let request = check(batch, &mut stats, &mut log);
+                let Checked { store: request, statuses } = check(batch, &mut stats, &mut log);
                 dirty = true;
+                if !request.readings.is_empty() || !statuses.is_empty() {
+                    let input = DetectInput {
+                        readings: request.readings.clone(),
+                        statuses,
+                    };
+                    if detect.send(input).await.is_err() {
+                        tracing::error!("detection stopped; ingest stops");
+                        break;
+                    }
+                }
                 if store.send(request).await.is_err() {
                     tracing::error!("storage stopped; ingest stops");
                     break;
@@ -52,8 +67,15 @@ pub async fn run(
     snapshots.send_replace(stats.snapshot());
 }
 
+/// A checked batch: what storage keeps, and the device statuses that
+/// only detection needs.
+struct Checked {
+    store: StoreRequest,
+    statuses: Vec<DeviceStatus>,
+}
+
 /// Check and count one batch, turning it into a storage request.
-fn check(batch: Batch, stats: &mut IngestStats, log: &mut RejectLog) -> StoreRequest {
+fn check(batch: Batch, stats: &mut IngestStats, log: &mut RejectLog) -> Checked {
     let now = Instant::now();
     for r in &batch.rejections {
         stats.rejected(r.device.as_ref(), r.reason);
@@ -77,9 +99,12 @@ fn check(batch: Batch, stats: &mut IngestStats, log: &mut RejectLog) -> StoreReq
             });
         }
     }
-    StoreRequest {
-        readings: batch.readings,
-        redelivered: batch.redelivered,
-        done: batch.stored,
+    Checked {
+        store: StoreRequest {
+            readings: batch.readings,
+            redelivered: batch.redelivered,
+            done: batch.stored,
+        },
+        statuses: batch.statuses,
     }
 }

@@ -4,7 +4,7 @@ use super::{Maintained, ReadingStore, StoreError};
 use crate::config::ChainConfig;
 use std::sync::Arc;
 use vitalgate_chain::crypto::keys::{IdentityKey, KeyError};
-use vitalgate_chain::{Ledger, LedgerError, SealReason};
+use vitalgate_chain::{AlertMessage, Ledger, LedgerError, SealReason};
 use vitalgate_devices::{Reading, Timestamp, Vital};
 
 /// The ledger could not be opened.
@@ -52,6 +52,27 @@ fn store_error(e: LedgerError) -> StoreError {
 impl ReadingStore for Ledger {
     fn append(&mut self, batches: &[&[Reading]]) -> Result<(), StoreError> {
         Ledger::append(self, batches, Timestamp::now()).map_err(store_error)
+    }
+
+    fn append_alerts(&mut self, messages: &[&[u8]]) -> Result<(), StoreError> {
+        // The alert stage renders every message as the ledger wants it; one
+        // that is not would be refused again on every retry and block the
+        // trail behind it, so it is named and left out instead.
+        let valid: Vec<&[u8]> = messages
+            .iter()
+            .copied()
+            .filter(|m| match AlertMessage::new(m) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, bytes = m.len(), "an alert message the ledger cannot record; left out of the audit trail");
+                    false
+                }
+            })
+            .collect();
+        if valid.is_empty() {
+            return Ok(());
+        }
+        Ledger::append_alerts(self, &valid, Timestamp::now()).map_err(store_error)
     }
 
     fn maintain(&mut self) -> Result<Maintained, StoreError> {

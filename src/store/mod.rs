@@ -76,6 +76,13 @@ pub trait ReadingStore: Send + 'static {
     /// durable as this backend can make them.
     fn append(&mut self, batches: &[&[Reading]]) -> Result<(), StoreError>;
 
+    /// Record alert messages and delivery receipts (the alert stage's
+    /// audit trail), each as its own encrypted record, durably. A store
+    /// without a ledger keeps nothing.
+    fn append_alerts(&mut self, _messages: &[&[u8]]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Timed work (sealing a block that is due). Called after every
     /// commit and every [`MAINTAIN_EVERY`].
     fn maintain(&mut self) -> Result<Maintained, StoreError> {
@@ -126,6 +133,10 @@ pub struct StoreSnapshot {
     pub devices: BTreeMap<Arc<str>, u64>,
     /// Duplicates dropped per device.
     pub duplicates_by_device: BTreeMap<Arc<str>, u64>,
+    /// Alert records (messages and delivery receipts) written.
+    pub alert_records: u64,
+    /// Alert records waiting for storage to work again.
+    pub alert_records_waiting: usize,
 }
 
 /// Settings of the storage stage.
@@ -144,6 +155,8 @@ const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 struct Stage<S> {
     store: Option<S>,
     seen: Seen,
+    /// Alert records not yet written (kept until storage takes them).
+    alerts: Vec<Vec<u8>>,
     snapshots: watch::Sender<StoreSnapshot>,
     failure: FailureLog,
 }
@@ -190,12 +203,14 @@ impl FailureLog {
     }
 }
 
-/// Run the storage stage until ingest drops its sender and the queue is
-/// drained; then close the store (sealing its open block).
+/// Run the storage stage until ingest and the alert stage drop their
+/// senders and the queues are drained; then close the store (sealing its
+/// open block).
 pub async fn run<S: ReadingStore>(
     store: S,
     config: StageConfig,
     mut requests: mpsc::Receiver<StoreRequest>,
+    mut audit: mpsc::Receiver<Vec<u8>>,
     snapshots: watch::Sender<StoreSnapshot>,
 ) {
     let seen = Seen::new(config.replay_window, store.watermarks());
@@ -206,6 +221,7 @@ pub async fn run<S: ReadingStore>(
     let mut stage = Stage {
         store: Some(store),
         seen,
+        alerts: Vec::new(),
         snapshots,
         failure: FailureLog::default(),
     };
@@ -231,12 +247,31 @@ pub async fn run<S: ReadingStore>(
                     break;
                 }
             }
+            Some(record) = audit.recv() => {
+                stage.alerts.push(record);
+                while let Ok(r) = audit.try_recv() {
+                    stage.alerts.push(r);
+                }
+                if !stage.record_alerts().await {
+                    break;
+                }
+            }
             _ = maintain.tick() => {
+                if !stage.alerts.is_empty() && !stage.record_alerts().await {
+                    break;
+                }
                 if !stage.blocking(S::maintain).await {
                     break;
                 }
             }
         }
+    }
+    // The alert stage stops after ingest; take its last records.
+    while let Some(record) = audit.recv().await {
+        stage.alerts.push(record);
+    }
+    if !stage.alerts.is_empty() {
+        stage.record_alerts().await;
     }
     stage.blocking(S::close).await;
 }
@@ -344,6 +379,48 @@ impl<S: ReadingStore> Stage<S> {
         }
     }
 
+    /// Write the waiting alert records, off the async workers. On a
+    /// failure they stay waiting (retried every [`MAINTAIN_EVERY`]): the
+    /// audit trail is never silently shortened. False when the backend is
+    /// gone.
+    async fn record_alerts(&mut self) -> bool {
+        let Some(mut store) = self.store.take() else {
+            return false;
+        };
+        let records = std::mem::take(&mut self.alerts);
+        let task = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            let outcome = store.append_alerts(&refs);
+            (store, records, outcome)
+        });
+        match task.await {
+            Ok((store, records, outcome)) => {
+                self.store = Some(store);
+                match outcome {
+                    Ok(()) => {
+                        let n = records.len() as u64;
+                        self.snapshots.send_modify(|s| {
+                            s.alert_records += n;
+                            s.alert_records_waiting = 0;
+                        });
+                    }
+                    Err(e) => {
+                        self.failure.failed(0, &e);
+                        self.alerts = records;
+                        let waiting = self.alerts.len();
+                        self.snapshots
+                            .send_modify(|s| s.alert_records_waiting = waiting);
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the storage backend failed; storage stops");
+                false
+            }
+        }
+    }
+
     /// Publish what timed or closing work did.
     fn maintained(
         &mut self,
@@ -421,6 +498,11 @@ mod tests {
         }
     }
 
+    /// An audit channel nobody sends on.
+    fn no_audit() -> mpsc::Receiver<Vec<u8>> {
+        mpsc::channel(1).1
+    }
+
     const CONFIG: StageConfig = StageConfig {
         max_batch: 1024,
         replay_window: 64,
@@ -451,7 +533,7 @@ mod tests {
             waits.push(send(&tx, vec![reading(90.0 + i as f64, None)], false).await);
         }
         drop(tx);
-        run(VolatileStore, CONFIG, rx, snap_tx).await;
+        run(VolatileStore, CONFIG, rx, no_audit(), snap_tx).await;
         for w in waits {
             assert_eq!(w.await.unwrap(), Ok(()));
         }
@@ -472,6 +554,7 @@ mod tests {
             },
             CONFIG,
             rx,
+            no_audit(),
             snap_tx,
         )
         .await;
@@ -485,7 +568,7 @@ mod tests {
     async fn a_stored_reading_sent_again_is_dropped_and_counted_but_still_acknowledged() {
         let (tx, rx) = mpsc::channel(16);
         let (snap_tx, snap_rx) = watch::channel(StoreSnapshot::default());
-        let task = tokio::spawn(run(VolatileStore, CONFIG, rx, snap_tx));
+        let task = tokio::spawn(run(VolatileStore, CONFIG, rx, no_audit(), snap_tx));
         let first = send(&tx, vec![reading(97.0, Some(1000))], false).await;
         assert_eq!(first.await.unwrap(), Ok(()));
         let again = send(&tx, vec![reading(97.0, Some(1000))], true).await;
@@ -508,6 +591,7 @@ mod tests {
             },
             CONFIG,
             rx,
+            no_audit(),
             snap_tx,
         ));
         let first = send(&tx, vec![reading(97.0, Some(1000))], false).await;

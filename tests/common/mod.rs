@@ -3,17 +3,35 @@
 
 pub mod mosquitto;
 pub mod publisher;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use vitalgate::config::{ChainConfig, Config, Device, IngestConfig, MqttConfig};
+use vitalgate::config::{AlertsConfig, ChainConfig, Config, Device, IngestConfig, MqttConfig};
 use vitalgate::store::{ReadingStore, StoreError};
 use vitalgate_chain::SealPolicy;
 use vitalgate_chain::crypto::keys::{IdentityKey, RecipientKey};
 use vitalgate_devices::Reading;
 use vitalgate_devices::profile::Profile;
+
+/// For benches: log the gateway's lines at `VITALGATE_LOG` (else
+/// `default_level`) to stderr, and a runtime of two workers, as on a Pi.
+pub fn bench_runtime(default_level: &str) -> tokio::runtime::Runtime {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VITALGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -65,6 +83,12 @@ pub fn config(devices: Vec<Device>, mqtt_port: u16, client_id: &str) -> Config {
         ingest: IngestConfig::default(),
         chain: unused_chain(),
         devices,
+        detect: Default::default(),
+        alerts: AlertsConfig {
+            gateway_id: Some("test-gateway".into()),
+            ..AlertsConfig::default()
+        },
+        http: None,
     }
 }
 

@@ -2,8 +2,7 @@
 //! `Observation`s. The mapping is specified in `docs/FORMAT.md` ("FHIR
 //! export"); this module is pure: readings in, bundle out.
 
-pub mod codes;
-pub mod id;
+pub use vitalgate::fhir::{codes, id};
 pub mod model;
 
 use anyhow::Result;

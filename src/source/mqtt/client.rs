@@ -41,8 +41,24 @@ pub enum MqttSetupError {
 }
 
 /// Build the client options from the configuration (reading the password
-/// and certificate files once, at start).
+/// and certificate files once, at start): the broker connection, with the
+/// persistent session and manual acknowledgements the source relies on.
 pub fn options(config: &MqttConfig) -> Result<MqttOptions, MqttSetupError> {
+    let mut o = broker_options(config)?;
+    o.set_clean_session(false)
+        .set_manual_acks(true)
+        .set_inflight(config.inflight)
+        .set_max_packet_size(MAX_PACKET_BYTES, 64 * 1024)
+        // Acknowledgements and subscriptions queue here; room for every
+        // in-flight message means queueing an ack never waits.
+        .set_request_channel_capacity(usize::from(config.inflight) * 2 + 16);
+    Ok(o)
+}
+
+/// The connection to a broker as configured — address, client id,
+/// keep-alive, credentials, TLS — shared by every MQTT client of the
+/// gateway (the device subscription, the alert sink).
+pub fn broker_options(config: &MqttConfig) -> Result<MqttOptions, MqttSetupError> {
     let read = |what: &'static str, path: &std::path::Path| {
         std::fs::read(path).map_err(|error| MqttSetupError::Read {
             what,
@@ -51,14 +67,7 @@ pub fn options(config: &MqttConfig) -> Result<MqttOptions, MqttSetupError> {
         })
     };
     let mut o = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
-    o.set_keep_alive(config.keep_alive)
-        .set_clean_session(false)
-        .set_manual_acks(true)
-        .set_inflight(config.inflight)
-        .set_max_packet_size(MAX_PACKET_BYTES, 64 * 1024)
-        // Acknowledgements and subscriptions queue here; room for every
-        // in-flight message means queueing an ack never waits.
-        .set_request_channel_capacity(usize::from(config.inflight) * 2 + 16);
+    o.set_keep_alive(config.keep_alive);
     if let Some(user) = &config.username {
         let password = match &config.password_file {
             Some(p) => String::from_utf8_lossy(&read("the MQTT password file", p)?)

@@ -16,7 +16,7 @@ mod connection;
 mod devices;
 pub mod server;
 
-pub use client::{MqttSetupError, options, run};
+pub use client::{MqttSetupError, broker_options, options, run};
 pub use devices::{Devices, printable};
 
 /// Largest MQTT packet the gateway accepts. A larger one closes the

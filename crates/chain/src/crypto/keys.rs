@@ -315,6 +315,21 @@ impl IdentityKey {
         Ok(IdentityKey::from_seed(&seed))
     }
 
+    /// A 32-byte secret for another purpose of this gateway, derived from
+    /// the identity's private key with HKDF-SHA256 (RFC 5869; salt
+    /// `"vitalgate"`, `info` naming the purpose), so the gateway keeps one
+    /// private key file and each use gets an independent key. The daemon
+    /// seals its alert outbox with `info = "vitalgate/outbox-key/1"`.
+    pub fn derive_secret(&self, info: &[u8]) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        let hkdf = hkdf::Hkdf::<Sha256>::new(Some(b"vitalgate"), self.key.as_bytes());
+        // 32 bytes is far below HKDF-SHA256's limit of 255 × 32.
+        if hkdf.expand(info, &mut out[..]).is_err() {
+            unreachable!("HKDF-SHA256 can always expand 32 bytes");
+        }
+        out
+    }
+
     /// Ed25519 signature (RFC 8032, pure) of `message`.
     pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.key.sign(message).to_bytes()

@@ -1,4 +1,4 @@
-//! Deterministic observation ids: UUIDv8 (RFC 9562 §5.8) from a SHA-256 of
+//! Deterministic resource ids: UUIDv8 (RFC 9562 §5.8) from a SHA-256 of
 //! the gateway's key id and where each reading of the observation is stored.
 //!
 //! A record's place in the ledger never changes (blocks are signed and
@@ -38,7 +38,14 @@ pub fn observation_uuid(gateway: &KeyId, places: &[Place]) -> String {
         h.update(p.record.to_be_bytes());
         h.update(p.index.to_be_bytes());
     }
-    let digest = h.finalize();
+    uuid_v8(h)
+}
+
+/// A UUIDv8 from everything `hash` has taken in: the first 16 bytes of
+/// its SHA-256 digest with the version nibble set to 8 and the variant
+/// bits to `10` (RFC 9562 §5.8), lowercase and hyphenated.
+pub fn uuid_v8(hash: Sha256) -> String {
+    let digest = hash.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&digest[..16]);
     b[6] = (b[6] & 0x0f) | 0x80;
