@@ -10,7 +10,6 @@ mod common;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,13 +28,7 @@ const SECRET: &[u8] = b"the hospital's shared secret, 40 bytes!!";
 
 fn write_secret(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("hospital.secret");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .unwrap();
-    std::io::Write::write_all(&mut f, SECRET).unwrap();
+    common::write_secret(&path, SECRET);
     path
 }
 

@@ -82,6 +82,66 @@ fn messages(range: std::ops::Range<u64>) -> Vec<common::publisher::Message> {
         .collect()
 }
 
+/// Run the real gateway with `config` in a private mount namespace
+/// whose `disk` is a 4 MiB tmpfs, stepping on the test's signal files in
+/// `dir` (`fill`, `free`, `stop`; it answers `started`, `filled`), and
+/// after a clean stop (exit status in `exit`) run `after` — shell lines
+/// with `{bin}`, `{disk}` and `{keys}` to fill in — then touch `done`. The
+/// script ends by itself when the test's folder is removed (a failed
+/// test). The gateway's log is `gateway.log`.
+fn gateway_on_a_small_disk(
+    dir: &Path,
+    disk: &Path,
+    keys: &Path,
+    config: &Path,
+    after: &str,
+) -> std::process::Child {
+    let step = |name: &str| dir.join(name).display().to_string();
+    let after = after
+        .replace("{bin}", env!("CARGO_BIN_EXE_vitalgate"))
+        .replace("{disk}", &disk.display().to_string())
+        .replace("{keys}", &keys.display().to_string())
+        .replace("{dir}", &dir.display().to_string());
+    let wait = |signal: &str| {
+        format!(
+            "while [ ! -e \"{}\" ] && [ -e \"{}\" ]; do sleep 0.1; done",
+            step(signal),
+            dir.display()
+        )
+    };
+    let script = format!(
+        r#"set -u
+mount -t tmpfs -o size=4m tmpfs "{disk}" || exit 90
+"{bin}" run --config "{config}" 2>"{log}" & pid=$!
+touch "{started}"
+{wait_fill}
+cat /dev/zero > "{disk}/filler" 2>/dev/null
+touch "{filled}"
+{wait_free}
+rm "{disk}/filler"
+{wait_stop}
+kill -TERM $pid; wait $pid; echo "gateway exit $?" > "{exit}"
+{after}
+touch "{done}"
+"#,
+        disk = disk.display(),
+        bin = env!("CARGO_BIN_EXE_vitalgate"),
+        config = config.display(),
+        log = step("gateway.log"),
+        started = step("started"),
+        filled = step("filled"),
+        exit = step("exit"),
+        done = step("done"),
+        wait_fill = wait("fill"),
+        wait_free = wait("free"),
+        wait_stop = wait("stop"),
+    );
+    Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .spawn()
+        .unwrap()
+}
+
 /// Where the test's device publishes.
 enum Route {
     Gateway(u16),
@@ -149,41 +209,18 @@ async fn full_disk(route: Route) {
     // Inside the namespace: mount the small disk, run the gateway, fill and
     // empty the disk on the test's signals, then check the ledger there
     // (the mount is visible only inside).
-    let script = format!(
-        r#"set -u
-mount -t tmpfs -o size=4m tmpfs "{disk}" || exit 90
-"{bin}" run --config "{config}" 2>"{log}" & pid=$!
-touch "{started}"
-while [ ! -e "{fill}" ]; do sleep 0.1; done
-cat /dev/zero > "{disk}/filler" 2>/dev/null
-touch "{filled}"
-while [ ! -e "{free}" ]; do sleep 0.1; done
-rm "{disk}/filler"
-while [ ! -e "{stop}" ]; do sleep 0.1; done
-kill -TERM $pid; wait $pid; echo "gateway exit $?" > "{exit}"
-"{bin}" verify --ledger "{disk}/ledger" --gateway-key "{keys}/identity.key.pub" > "{verify}" 2>&1
-"{bin}" open --ledger "{disk}/ledger" --identity "{keys}/recipient.key" > "{opened}" 2>/dev/null
-touch "{done}"
-"#,
-        disk = disk.display(),
-        bin = env!("CARGO_BIN_EXE_vitalgate"),
-        config = config.display(),
-        log = step("gateway.log").display(),
-        started = step("started").display(),
-        fill = step("fill").display(),
-        filled = step("filled").display(),
-        free = step("free").display(),
-        stop = step("stop").display(),
-        exit = step("exit").display(),
-        keys = keys.display(),
-        verify = step("verify").display(),
-        opened = step("opened").display(),
-        done = step("done").display(),
+    let mut namespace = gateway_on_a_small_disk(
+        dir.path(),
+        &disk,
+        &keys,
+        &config,
+        &format!(
+            r#""{{bin}}" verify --ledger "{{disk}}/ledger" --gateway-key "{{keys}}/identity.key.pub" > "{verify}" 2>&1
+"{{bin}}" open --ledger "{{disk}}/ledger" --identity "{{keys}}/recipient.key" > "{opened}" 2>/dev/null"#,
+            verify = step("verify").display(),
+            opened = step("opened").display(),
+        ),
     );
-    let mut namespace = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
-        .spawn()
-        .unwrap();
     wait_file(&step("started"), 10).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
@@ -300,16 +337,7 @@ async fn on_a_full_disk_an_emergency_still_reaches_the_hospital_and_is_recorded_
     let keys = dir.path().join("keys");
     let chain = common::ledger_chain(&keys);
     let secret = keys.join("hospital.secret");
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&secret)
-            .unwrap();
-        std::io::Write::write_all(&mut f, b"a shared secret of 32 bytes!!!!!").unwrap();
-    }
+    common::write_secret(&secret, b"a shared secret of 32 bytes!!!!!");
     let disk = dir.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
     let (device_port, hook_port) = (common::free_port(), common::free_port());
@@ -328,41 +356,16 @@ async fn on_a_full_disk_an_emergency_still_reaches_the_hospital_and_is_recorded_
     .unwrap();
     let step = |name: &str| dir.path().join(name);
     // The outbox sits beside the ledger: on the small disk too.
-    let script = format!(
-        r#"set -u
-mount -t tmpfs -o size=4m tmpfs "{disk}" || exit 90
-"{bin}" run --config "{config}" 2>"{log}" & pid=$!
-touch "{started}"
-while [ ! -e "{fill}" ] && [ -e "{dir}" ]; do sleep 0.1; done
-cat /dev/zero > "{disk}/filler" 2>/dev/null
-touch "{filled}"
-while [ ! -e "{free}" ] && [ -e "{dir}" ]; do sleep 0.1; done
-rm "{disk}/filler"
-while [ ! -e "{stop}" ] && [ -e "{dir}" ]; do sleep 0.1; done
-kill -TERM $pid; wait $pid; echo "gateway exit $?" > "{exit}"
-"{bin}" open --alerts --ledger "{disk}/ledger" --identity "{keys}/recipient.key" > "{opened}" 2>/dev/null
-touch "{done}"
-"#,
-        // A failed test removes its folder: the script then ends too.
-        dir = dir.path().display(),
-        disk = disk.display(),
-        bin = env!("CARGO_BIN_EXE_vitalgate"),
-        config = config.display(),
-        log = step("gateway.log").display(),
-        started = step("started").display(),
-        fill = step("fill").display(),
-        filled = step("filled").display(),
-        free = step("free").display(),
-        stop = step("stop").display(),
-        exit = step("exit").display(),
-        keys = keys.display(),
-        opened = step("opened").display(),
-        done = step("done").display(),
+    let mut namespace = gateway_on_a_small_disk(
+        dir.path(),
+        &disk,
+        &keys,
+        &config,
+        &format!(
+            r#""{{bin}}" open --alerts --ledger "{{disk}}/ledger" --identity "{{keys}}/recipient.key" > "{opened}" 2>/dev/null"#,
+            opened = step("opened").display(),
+        ),
     );
-    let mut namespace = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
-        .spawn()
-        .unwrap();
     let received: common::webhook::Received = Default::default();
     let stop = tokio_util::sync::CancellationToken::new();
     let hospital = tokio::spawn(common::webhook::receiver(

@@ -33,6 +33,18 @@ pub fn bench_runtime(default_level: &str) -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Write a new secret file (mode 0600), as an operator would.
+pub fn write_secret(path: &Path, secret: &[u8]) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, secret).unwrap();
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
