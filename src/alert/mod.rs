@@ -129,7 +129,13 @@ pub struct AlertStage {
     audit_backlog: VecDeque<Vec<u8>>,
     statuses: watch::Sender<StatusBoard>,
     snapshot: AlertSnapshot,
+    /// New messages or a changed lifecycle not yet written: written before
+    /// anything is handed to a sink.
     dirty: bool,
+    /// Deliveries not yet written: written within a tick (a crash before
+    /// loses nothing; the message is delivered again, under its
+    /// idempotency key), so a delivery costs no fsync of its own.
+    delivered_dirty: bool,
     /// Patients whose status changed (published after the save, so a
     /// status never announces an alert the outbox does not hold).
     status_due: BTreeSet<Arc<str>>,
@@ -176,6 +182,7 @@ impl AlertStage {
             statuses,
             snapshot: AlertSnapshot::default(),
             dirty: dropped > 0,
+            delivered_dirty: false,
             status_due: BTreeSet::new(),
             save_failed_logged: None,
         };
@@ -257,7 +264,7 @@ impl AlertStage {
                     let receipt =
                         message::render_delivery(&message_id, &link.name, self.clock.now());
                     self.audit_backlog.push_back(receipt);
-                    self.dirty = true;
+                    self.delivered_dirty = true;
                 }
             }
             Err(e) => {
@@ -350,10 +357,11 @@ impl AlertStage {
     }
 
     /// Write what changed (book and outbox, one fsynced batch) off the
-    /// async workers. A failure is logged (once a minute) and retried at
-    /// the next save; delivery goes on from memory.
-    pub async fn save(&mut self) {
-        if !self.dirty {
+    /// async workers: new messages always, deliveries only when
+    /// `deliveries` (once a tick). A failure is logged (once a minute) and
+    /// retried at the next save; delivery goes on from memory.
+    pub async fn save(&mut self, deliveries: bool) {
+        if !(self.dirty || deliveries && self.delivered_dirty) {
             return;
         }
         let Some(mut outbox) = self.outbox.take() else {
@@ -380,6 +388,7 @@ impl AlertStage {
                     tracing::warn!("alert outbox writes again");
                 }
                 self.dirty = false;
+                self.delivered_dirty = false;
             }
             Err(e) => {
                 let now = Instant::now();
@@ -531,23 +540,34 @@ pub async fn run(
     loop {
         let wake = stage.next_wake();
         let sleep = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now));
+        let mut ticked = false;
         tokio::select! {
             c = conditions.recv() => match c {
-                Some(c) => stage.condition(c),
+                Some(c) => {
+                    stage.condition(c);
+                    // Whatever else is queued shares the one fsync (group
+                    // commit); the channel is bounded, so this ends.
+                    while let Ok(c) = conditions.try_recv() {
+                        stage.condition(c);
+                    }
+                }
                 None => break,
             },
             Some(a) = acks.recv() => stage.ack(a),
             Some(o) = outcomes.recv() => stage.outcome(o),
-            _ = tick.tick() => stage.tick(),
+            _ = tick.tick() => {
+                stage.tick();
+                ticked = true;
+            }
             _ = sleep, if wake.is_some() => {}
         }
-        stage.save().await;
+        stage.save(ticked).await;
         stage.dispatch();
         stage.publish_statuses();
         stage.flush_audit();
         snapshots.send_replace(stage.snapshot());
     }
-    stage.save().await;
+    stage.save(true).await;
     for m in stage.audit_backlog.drain(..) {
         if stage.audit.send(m).await.is_err() {
             break;
