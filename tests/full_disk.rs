@@ -82,6 +82,29 @@ fn messages(range: std::ops::Range<u64>) -> Vec<common::publisher::Message> {
         .collect()
 }
 
+/// `dir/vitalgate.toml`: `sections`, then the ledger on `disk` (sealing
+/// every second) and one SenML wearable.
+fn small_disk_config(
+    dir: &Path,
+    disk: &Path,
+    chain: &vitalgate::config::ChainConfig,
+    sections: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("vitalgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{sections}\n[chain]\ndirectory = \"{}\"\nidentity = \"{}\"\nrecipients = [\"{}\"]\nseal_interval_secs = 1\n\n[[device]]\nid = \"wear-1\"\npatient = \"patient-1\"\nprofile = \"{}\"\n",
+            disk.join("ledger").display(),
+            chain.identity.display(),
+            chain.recipients[0],
+            common::root().join("device-profiles/senml-wearable.toml").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// Run the real gateway with `config` in a private mount namespace
 /// whose `disk` is a 4 MiB tmpfs, stepping on the test's signal files in
 /// `dir` (`fill`, `free`, `stop`; it answers `started`, `filled`), and
@@ -183,18 +206,7 @@ async fn full_disk(route: Route) {
     let chain = common::ledger_chain(&keys);
     let disk = dir.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
-    let config = dir.path().join("vitalgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{mqtt}\n[chain]\ndirectory = \"{}\"\nidentity = \"{}\"\nrecipients = [\"{}\"]\nseal_interval_secs = 1\n\n[[device]]\nid = \"wear-1\"\npatient = \"patient-1\"\nprofile = \"{}\"\n",
-            disk.join("ledger").display(),
-            chain.identity.display(),
-            chain.recipients[0],
-            common::root().join("device-profiles/senml-wearable.toml").display(),
-        ),
-    )
-    .unwrap();
+    let config = small_disk_config(dir.path(), &disk, &chain, &mqtt);
     std::fs::write(
         keys.join("identity.key.pub"),
         format!(
@@ -341,19 +353,15 @@ async fn on_a_full_disk_an_emergency_still_reaches_the_hospital_and_is_recorded_
     let disk = dir.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
     let (device_port, hook_port) = (common::free_port(), common::free_port());
-    let config = dir.path().join("vitalgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[mqtt_server]\nlisten = \"127.0.0.1:{device_port}\"\n\n[chain]\ndirectory = \"{}\"\nidentity = \"{}\"\nrecipients = [\"{}\"]\nseal_interval_secs = 1\n\n[alerts]\ngateway_id = \"gw-full\"\n\n[[alerts.webhook]]\nname = \"hospital\"\nurl = \"http://127.0.0.1:{hook_port}/alerts\"\nsecret_file = \"{}\"\n\n[[device]]\nid = \"wear-1\"\npatient = \"patient-1\"\nprofile = \"{}\"\n",
-            disk.join("ledger").display(),
-            chain.identity.display(),
-            chain.recipients[0],
-            secret.display(),
-            common::root().join("device-profiles/senml-wearable.toml").display(),
+    let config = small_disk_config(
+        dir.path(),
+        &disk,
+        &chain,
+        &format!(
+            "[mqtt_server]\nlisten = \"127.0.0.1:{device_port}\"\n\n[alerts]\ngateway_id = \"gw-full\"\n\n[[alerts.webhook]]\nname = \"hospital\"\nurl = \"http://127.0.0.1:{hook_port}/alerts\"\nsecret_file = \"{}\"\n",
+            secret.display()
         ),
-    )
-    .unwrap();
+    );
     let step = |name: &str| dir.path().join(name);
     // The outbox sits beside the ledger: on the small disk too.
     let mut namespace = gateway_on_a_small_disk(

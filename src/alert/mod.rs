@@ -122,7 +122,7 @@ pub struct AlertStage {
     gateway: String,
     clock: Clock,
     state: State,
-    outbox: Option<Outbox>,
+    outbox: Outbox,
     sinks: Vec<(SinkLink, SinkQueue)>,
     ack_secret: Option<Secret>,
     audit: mpsc::Sender<Vec<u8>>,
@@ -174,7 +174,7 @@ impl AlertStage {
             gateway,
             clock,
             state,
-            outbox: Some(outbox),
+            outbox,
             sinks: sinks.into_iter().map(|l| (l, SinkQueue::new())).collect(),
             ack_secret,
             audit,
@@ -194,12 +194,6 @@ impl AlertStage {
             .collect();
         stage.publish_statuses();
         stage
-    }
-
-    fn outbox(&self) -> &Outbox {
-        // Present except while a save runs on a blocking thread, and no
-        // method runs then.
-        self.outbox.as_ref().unwrap_or(&EMPTY)
     }
 
     /// A detector's report.
@@ -248,18 +242,14 @@ impl AlertStage {
     /// A sink answered.
     pub fn outcome(&mut self, outcome: Outcome) {
         let now = Instant::now();
-        let waiting = self.outbox().len();
+        let waiting = self.outbox.len();
         let Some((link, queue)) = self.sinks.get_mut(outcome.sink) else {
             return;
         };
         queue.outcome(outcome.seq, &outcome.result, now);
         match &outcome.result {
             Ok(()) => {
-                let delivered = self
-                    .outbox
-                    .as_mut()
-                    .and_then(|o| o.delivered(outcome.seq, &link.name));
-                if let Some(message_id) = delivered {
+                if let Some(message_id) = self.outbox.delivered(outcome.seq, &link.name) {
                     tracing::info!(sink = %link.name, message = %message_id, "alert delivered");
                     let receipt =
                         message::render_delivery(&message_id, &link.name, self.clock.now());
@@ -321,8 +311,8 @@ impl AlertStage {
                 .filter(|(l, _)| l.filter.wants(alert.category, alert.tier))
                 .map(|(l, _)| l.name.clone())
                 .collect();
-            if let Some(o) = self.outbox.as_mut().filter(|_| !sinks.is_empty()) {
-                o.push(Pending {
+            if !sinks.is_empty() {
+                self.outbox.push(Pending {
                     seq,
                     message_id: message::message_id(&alert.id, seq),
                     patient: Arc::clone(&alert.key.patient),
@@ -364,9 +354,9 @@ impl AlertStage {
         if !(self.dirty || deliveries && self.delivered_dirty) {
             return;
         }
-        let Some(mut outbox) = self.outbox.take() else {
-            return;
-        };
+        // The outbox goes to a blocking thread for the fsync and comes back;
+        // nothing else runs on the stage meanwhile.
+        let mut outbox = std::mem::replace(&mut self.outbox, Outbox::in_memory());
         let state = self.state.clone();
         let (outbox, result) = match tokio::task::spawn_blocking(move || {
             let r = outbox.save(&state);
@@ -381,7 +371,7 @@ impl AlertStage {
                 (Outbox::in_memory(), Ok(()))
             }
         };
-        self.outbox = Some(outbox);
+        self.outbox = outbox;
         match result {
             Ok(()) => {
                 if self.save_failed_logged.take().is_some() {
@@ -397,7 +387,7 @@ impl AlertStage {
                     .is_none_or(|t| now.duration_since(t) >= SAVE_FAILURE_LOG_EVERY);
                 if due {
                     self.save_failed_logged = Some(now);
-                    tracing::error!(error = %e, waiting = self.outbox().len(), "alert outbox cannot be written; alerts are still delivered from memory, and written when the disk works again");
+                    tracing::error!(error = %e, waiting = self.outbox.len(), "alert outbox cannot be written; alerts are still delivered from memory, and written when the disk works again");
                 }
             }
         }
@@ -408,9 +398,7 @@ impl AlertStage {
     pub fn dispatch(&mut self) {
         let now = Instant::now();
         let clock = self.clock.now();
-        let Some(outbox) = self.outbox.as_ref() else {
-            return;
-        };
+        let outbox = &self.outbox;
         for (link, queue) in &mut self.sinks {
             let name = &link.name;
             let waiting = outbox.pending().filter(|p| p.sinks.contains(name));
@@ -473,7 +461,7 @@ impl AlertStage {
             .collect();
         s.open
             .sort_by(|a, b| (b.severity, a.since.0).cmp(&(a.severity, b.since.0)));
-        let outbox = self.outbox();
+        let outbox = &self.outbox;
         s.outbox = outbox.len();
         s.oldest_waiting_ms = outbox
             .pending()
@@ -493,8 +481,6 @@ impl AlertStage {
         s
     }
 }
-
-static EMPTY: std::sync::LazyLock<Outbox> = std::sync::LazyLock::new(Outbox::in_memory);
 
 fn log_event(name: &str, alert: &vitalgate_detect::alert::Alert) {
     // No vital values at the default level: the kind, severity and ids

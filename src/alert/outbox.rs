@@ -330,37 +330,17 @@ impl Outbox {
     }
 }
 
-/// Open sled in `path`, waiting (up to 3 s) for a lock our own dropped
-/// handle may still hold while sled's threads finish.
+/// Open the outbox's sled (a small cache: a few alerts a day), waiting
+/// for a lock our own dropped handle may still hold.
 fn open_db(path: &Path) -> Result<sled::Db, OutboxError> {
-    let storage = |detail: String| OutboxError::Storage {
+    vitalgate_chain::ledger::open_sled(path, 1024 * 1024).map_err(|e| OutboxError::Storage {
         path: path.to_owned(),
-        detail,
-    };
-    let mut pause = std::time::Duration::from_millis(5);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        let opened = sled::Config::new()
-            .path(path)
-            // A few alerts a day: a small cache is plenty.
-            .cache_capacity(1024 * 1024)
-            // Durability is explicit: every save ends with a flush.
-            .flush_every_ms(None)
-            .open();
-        match opened {
-            Ok(db) => return Ok(db),
-            Err(e) if vitalgate_chain::ledger::is_locked(&e) => {
-                if std::time::Instant::now() >= deadline {
-                    return Err(storage(
-                        "in use by another process (a running gateway?); stop it first".into(),
-                    ));
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_millis(200));
-            }
-            Err(e) => return Err(storage(e.to_string())),
-        }
-    }
+        detail: if vitalgate_chain::ledger::is_locked(&e) {
+            "in use by another process (a running gateway?); stop it first".into()
+        } else {
+            e.to_string()
+        },
+    })
 }
 
 fn message_key(seq: u64) -> [u8; 9] {

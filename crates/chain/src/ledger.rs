@@ -936,39 +936,46 @@ impl Ledger {
 }
 
 fn open_db(path: &Path) -> Result<(sled::Db, sled::Tree), LedgerError> {
-    // sled's lock on its directory can outlive a dropped handle for a
-    // moment (its thread pool finishes writes after the drop), so a
-    // reopen in the same process, as after a storage failure, waits for
-    // it rather than failing; another process holding it is still named.
+    // sled's default cache is 1 GiB; a Pi has less to spare.
+    let db = open_sled(path, 16 * 1024 * 1024).map_err(|e| {
+        if is_locked(&e) {
+            LedgerError::Storage {
+                path: path.to_path_buf(),
+                detail: "in use by another process (a running gateway?); stop it first".into(),
+            }
+        } else {
+            storage_error(path, e)
+        }
+    })?;
+    let tree = db.open_tree("ledger").map_err(|e| storage_error(path, e))?;
+    Ok((db, tree))
+}
+
+/// Open the sled database in `path` with a page cache of `cache_bytes`
+/// and no background flush (durability is the caller's explicit flush).
+///
+/// sled's lock on its directory can outlive a dropped handle for a moment
+/// (its thread pool finishes writes after the drop), so a reopen in the
+/// same process, as after a storage failure, waits for it (up to 3 s)
+/// rather than failing; another process holding it is still an error
+/// ([`is_locked`] tells which).
+pub fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, sled::Error> {
     let mut pause = Duration::from_millis(5);
     let deadline = Instant::now() + Duration::from_secs(3);
-    let db = loop {
+    loop {
         let opened = sled::Config::new()
             .path(path)
-            // sled's default cache is 1 GiB; a Pi has less to spare.
-            .cache_capacity(16 * 1024 * 1024)
-            // Durability is explicit (one fsync per group commit); the
-            // background flush would only add writes.
+            .cache_capacity(cache_bytes)
             .flush_every_ms(None)
             .open();
         match opened {
-            Err(e) if is_locked(&e) => {
-                if Instant::now() >= deadline {
-                    return Err(LedgerError::Storage {
-                        path: path.to_path_buf(),
-                        detail: "in use by another process (a running gateway?); stop it first"
-                            .into(),
-                    });
-                }
+            Err(e) if is_locked(&e) && Instant::now() < deadline => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(200));
             }
-            Err(e) => return Err(storage_error(path, e)),
-            Ok(db) => break db,
+            opened => return opened,
         }
-    };
-    let tree = db.open_tree("ledger").map_err(|e| storage_error(path, e))?;
-    Ok((db, tree))
+    }
 }
 
 /// Whether sled failed to open because its directory is locked. sled
