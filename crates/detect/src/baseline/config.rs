@@ -106,7 +106,7 @@ impl VitalDriftConfig {
         },
         fall: DriftLimit {
             enabled: true,
-            relative: 0.30,
+            relative: 0.25,
             absolute: 10.0,
             sustain_ms: 2 * MIN,
             and_beyond: Some(50.0),

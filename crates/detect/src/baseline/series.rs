@@ -120,7 +120,9 @@ impl Series {
     pub fn on_minute(&mut self, c: Closed, shared: &BaselineConfig) -> Option<Transition> {
         let first = *self.first.get_or_insert(c.time);
         self.established = self.established || self.settled(c.time);
-        let Some(base) = self.learned.median().filter(|_| self.established) else {
+        let established = self.established;
+        let usable = established || self.provisional(c.time);
+        let Some(base) = self.learned.median().filter(|_| usable) else {
             self.learned.add(c.time, c.median, 1.0);
             return None;
         };
@@ -130,7 +132,12 @@ impl Series {
         let watching = shared.enabled && self.config.enabled;
         let judge = |limit: &DriftLimit, beyond: f64, distance: f64, past: bool| {
             let learned_for = c.time.millis() - first.millis();
-            let on = watching && limit.enabled && learned_for >= limit.learned_for_ms;
+            // While warming up only abrupt limits are judged (see
+            // `provisional`).
+            let on = watching
+                && limit.enabled
+                && learned_for >= limit.learned_for_ms
+                && (established || limit.onset_within_ms.is_some());
             (
                 on && past && beyond >= distance,
                 beyond <= shared.clear_within * distance,
@@ -154,13 +161,34 @@ impl Series {
         // Near: both the level and this minute's own median (the level
         // lags an onset by half a window) within half a limit.
         let near = |d: f64| d < shared.learn_within * rise && -d < shared.learn_within * fall;
-        let weight = if near(deviation) && near(c.median - base) && !self.is_active() {
+        let weight = if self.is_active() {
+            shared.far_weight
+        } else if !established || (near(deviation) && near(c.median - base)) {
+            // Warming up, everything calm is learned; `settled` judges
+            // whether it agrees.
             1.0
         } else {
             shared.far_weight
         };
         self.learned.add(c.time, c.median, weight);
         rise_changed.or(fall_changed)
+    }
+
+    /// Whether, still warming up, the level learned so far may stand in
+    /// for the baseline of the *abrupt* limits: once as many minutes as
+    /// the longest onset window are learned. An abrupt limit compares the
+    /// level with the minutes just before it, which were the patient's
+    /// usual or lower, so it does not need a day of learning to tell a
+    /// sudden bradycardia from sleep — and the first hours after a
+    /// discharge home are when one is most likely. Drifts measured against
+    /// the baseline alone stay silent until it is established.
+    fn provisional(&self, t: Timestamp) -> bool {
+        let onset = [self.config.rise, self.config.fall]
+            .iter()
+            .filter(|l| l.enabled)
+            .filter_map(|l| l.onset_within_ms)
+            .max();
+        onset.is_some_and(|ms| self.learned.mass(t) >= ms as f64 / 60_000.0)
     }
 
     /// Whether the warm-up may end at `t`: the warm-up's worth of minutes
@@ -275,8 +303,14 @@ impl Series {
         let minutes = self
             .since()
             .map_or(0, |s| (at.millis() - s.millis()) / 60_000);
+        // Before the warm-up ends the reference is what was learned so far.
+        let usual = if self.established {
+            "usual"
+        } else {
+            "level so far"
+        };
         Some(format!(
-            "{name} {level:.digits$}{unit}, {by} {how} this patient's usual {base:.digits$}{unit} ({}-min median) for {minutes} min",
+            "{name} {level:.digits$}{unit}, {by} {how} this patient's {usual} {base:.digits$}{unit} ({}-min median) for {minutes} min",
             self.config.window_ms / 60_000
         ))
     }

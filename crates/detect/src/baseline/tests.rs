@@ -72,15 +72,41 @@ fn it_learns_the_patients_own_level() {
 }
 
 #[test]
-fn it_is_silent_while_warming_up() {
+fn while_warming_up_only_an_abrupt_fall_is_judged() {
+    // 45 min at 60, then 35 /min (a 42 % fall within a minute): no
+    // baseline is established after 45 minutes, but the abrupt limit
+    // judges against the level learned so far.
     let mut d = detector();
-    // 45 min at 60, then 12 min at 35 /min (a 42 % fall): with a baseline
-    // it would be a drift; after 57 minutes nothing is established yet.
     let out = feed(&mut d, Vital::HeartRate, 0, 57 * MIN, 1, |s| {
-        if s < 45 * MIN { 60.0 } else { 35.0 }
+        if s < 45 * MIN { 60.0 + wobble(s) } else { 35.0 }
+    });
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].0);
+    assert!((48 * MIN..50 * MIN).contains(&out[0].1), "{out:?}");
+    assert_eq!(d.baseline(Vital::HeartRate), None, "not established");
+
+    // The same fall over 40 minutes is silent (sleep, not a block), and so
+    // is a drift that has no abrupt limit: SpO2 6 points down.
+    let mut d = detector();
+    let out = feed(&mut d, Vital::HeartRate, 0, 57 * MIN, 1, |s| {
+        60.0 - 25.0 * ((s - 10 * MIN).max(0) as f64 / (40 * MIN) as f64).min(1.0)
     });
     assert_eq!(out, vec![]);
-    assert_eq!(d.baseline(Vital::HeartRate), None);
+    let out = feed(&mut d, Vital::Spo2, 0, 57 * MIN, 1, |s| {
+        if s < 15 * MIN { 97.0 } else { 91.0 }
+    });
+    assert_eq!(out, vec![]);
+}
+
+#[test]
+fn nothing_is_judged_before_ten_minutes_are_learned() {
+    // A fall 3 minutes after the sensor went on: no level of the patient's
+    // own to compare with yet (the sustained rules watch < 40 /min).
+    let mut d = detector();
+    let out = feed(&mut d, Vital::HeartRate, 0, 9 * MIN, 1, |s| {
+        if s < 3 * MIN { 64.0 } else { 42.0 }
+    });
+    assert_eq!(out, vec![]);
 }
 
 #[test]
@@ -155,6 +181,18 @@ fn an_abrupt_fall_of_a_third_to_40_is_raised_after_two_minutes_and_clears_after_
         (10 * MIN..13 * MIN).contains(&cleared),
         "cleared {cleared} s after"
     );
+}
+
+#[test]
+fn an_abrupt_fall_of_a_quarter_is_a_bradycardia_and_a_fifth_is_not() {
+    // 60 → 44 (−27 %) within a minute; 60 → 48 (−20 %, the deepest common
+    // nocturnal dip, though reached abruptly) stays short of the limit.
+    let mut d = learned_at_60();
+    let out = feed(&mut d, Vital::HeartRate, DAY, DAY + 20 * MIN, 1, |_| 44.0);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let mut d = learned_at_60();
+    let out = feed(&mut d, Vital::HeartRate, DAY, DAY + 20 * MIN, 1, |_| 48.0);
+    assert_eq!(out, vec![]);
 }
 
 #[test]
