@@ -47,6 +47,14 @@ pub struct DriftLimit {
     /// arrest within seconds.
     #[serde(default)]
     pub onset_within_ms: Option<i64>,
+    /// With `onset_within_ms`: the level an abrupt onset started from, and
+    /// the baseline, must lie on this side of this value — at most it for
+    /// a fall, at least it for a rise. A heart rate falling from above 100 /min is a
+    /// tachycardia ending, not a bradycardia starting; once the baseline
+    /// is established, "from the usual" already says so, but while it warms
+    /// up the level learned so far may itself be a tachycardia.
+    #[serde(default)]
+    pub onset_from: Option<f64>,
     /// How long the baseline must have been learning before this limit is
     /// judged, ms: a whole day for rises of vitals that sleep lowers, so a
     /// baseline first learned while the patient slept does not take
@@ -102,6 +110,7 @@ impl VitalDriftConfig {
             sustain_ms: 60 * MIN,
             and_beyond: None,
             onset_within_ms: None,
+            onset_from: None,
             learned_for_ms: DAY,
         },
         fall: DriftLimit {
@@ -111,6 +120,8 @@ impl VitalDriftConfig {
             sustain_ms: 2 * MIN,
             and_beyond: Some(50.0),
             onset_within_ms: Some(10 * MIN),
+            // Tachycardia: > 100 /min (2015 ACC/AHA/HRS SVT guideline).
+            onset_from: Some(100.0),
             learned_for_ms: 0,
         },
         clear_ms: 10 * MIN,
@@ -129,6 +140,7 @@ impl VitalDriftConfig {
             sustain_ms: 30 * MIN,
             and_beyond: None,
             onset_within_ms: None,
+            onset_from: None,
             learned_for_ms: 0,
         },
         fall: DriftLimit {
@@ -138,6 +150,7 @@ impl VitalDriftConfig {
             sustain_ms: 30 * MIN,
             and_beyond: None,
             onset_within_ms: None,
+            onset_from: None,
             learned_for_ms: 0,
         },
         clear_ms: 10 * MIN,
@@ -156,6 +169,7 @@ impl VitalDriftConfig {
             sustain_ms: 30 * MIN,
             and_beyond: None,
             onset_within_ms: None,
+            onset_from: None,
             learned_for_ms: 0,
         },
         fall: DriftLimit {
@@ -165,6 +179,7 @@ impl VitalDriftConfig {
             sustain_ms: 60 * MIN,
             and_beyond: None,
             onset_within_ms: None,
+            onset_from: None,
             learned_for_ms: 0,
         },
         clear_ms: 30 * MIN,
@@ -183,6 +198,7 @@ impl VitalDriftConfig {
             sustain_ms: 30 * MIN,
             and_beyond: None,
             onset_within_ms: None,
+            onset_from: None,
             learned_for_ms: DAY,
         },
         fall: DriftLimit {
@@ -192,6 +208,7 @@ impl VitalDriftConfig {
             sustain_ms: 30 * MIN,
             and_beyond: None,
             onset_within_ms: None,
+            onset_from: None,
             learned_for_ms: 0,
         },
         clear_ms: 10 * MIN,
@@ -210,6 +227,7 @@ impl VitalDriftConfig {
             sustain_ms: 60 * MIN,
             and_beyond: None,
             onset_within_ms: None,
+            onset_from: None,
             learned_for_ms: DAY,
         },
         fall: DriftLimit {
@@ -219,6 +237,7 @@ impl VitalDriftConfig {
             sustain_ms: 30 * MIN,
             and_beyond: None,
             onset_within_ms: None,
+            onset_from: None,
             learned_for_ms: 0,
         },
         clear_ms: 30 * MIN,

@@ -228,7 +228,8 @@ impl Series {
     /// fall) away from the median level of the limit's onset time before
     /// it, and that earlier level was the patient's usual or beyond it on
     /// the same side — not within the opposite limit's far band (more than
-    /// `learn_within` of `opposite` away on the other side). A median, so
+    /// `learn_within` of `opposite` away on the other side), and neither it
+    /// nor the baseline is past the limit's `onset_from`. A median, so
     /// one transient (a walk to the bathroom at night before lying down
     /// again) does not make a slow fall look abrupt; "from the usual", so
     /// the end of a tachycardia, a fall back from far above the baseline
@@ -257,10 +258,16 @@ impl Series {
         let need = ONSET_FRACTION * distance;
         let moved = c.level - before;
         let usual = shared.learn_within * opposite;
+        // Both the level before and the baseline (while warming up, the
+        // level learned so far) must be on the near side of `onset_from`:
+        // the median of a window straddling a tachycardia's end may already
+        // be below it.
         if need >= 0.0 {
-            moved >= need && before >= base - usual
+            let from = limit.onset_from.is_none_or(|f| before >= f && base >= f);
+            moved >= need && before >= base - usual && from
         } else {
-            moved <= need && before <= base + usual
+            let from = limit.onset_from.is_none_or(|f| before <= f && base <= f);
+            moved <= need && before <= base + usual && from
         }
     }
 

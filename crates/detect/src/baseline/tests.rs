@@ -99,6 +99,23 @@ fn while_warming_up_only_an_abrupt_fall_is_judged() {
 }
 
 #[test]
+fn while_warming_up_the_end_of_a_tachycardia_is_not_a_bradycardia() {
+    // The sensors go on during a tachycardia of 148 that ends after
+    // 12 minutes, back to this patient's early-morning 46 /min: the level
+    // learned so far is the tachycardia, and a fall from above 100 /min
+    // is its end.
+    let mut d = detector();
+    let out = feed(&mut d, Vital::HeartRate, 0, 50 * MIN, 1, |s| {
+        if s < 12 * MIN {
+            148.0 + wobble(s)
+        } else {
+            46.0 + wobble(s)
+        }
+    });
+    assert_eq!(out, vec![]);
+}
+
+#[test]
 fn nothing_is_judged_before_ten_minutes_are_learned() {
     // A fall 3 minutes after the sensor went on: no level of the patient's
     // own to compare with yet (the sustained rules watch < 40 /min).
