@@ -63,7 +63,9 @@
 //! they do, or for a day at most. The one exception is a limit that asks
 //! for an abrupt onset (the heart-rate fall): it compares the level with
 //! the minutes just before it, so from ten learned minutes on it is judged
-//! against the median learned so far ("this patient's level so far").
+//! against the median learned so far ("this patient's level so far"),
+//! provided neither that median nor the minutes before the fall are a
+//! tachycardia (> 100 /min, [`DriftLimit::onset_from`]).
 //! The first hours at home after a discharge are when a bradycardia is
 //! most likely, and sleep is told apart by the onset, not by the
 //! baseline's age. Population priors were considered
@@ -109,7 +111,7 @@
 //!
 //! | vital | window | rise: limit, sustain | fall: limit, sustain | clear | why |
 //! |---|---|---|---|---|---|
-//! | heart / pulse rate | 3 min | +25 % (≥ 10 /min), 60 min, after a day | −25 % (≥ 10 /min) to ≤ 50 /min, abrupt (10 min), 2 min, judged from 10 learned minutes | 10 min | rise: project issue 4's example, "a resting heart rate 25 % above baseline for an hour" — fever adds ~10 /min per °C, and an hour outlasts most bouts of exercise at home; a person's resting rate varies by a few /min (within-person SD 3–5 /min at rest over four days, a Fitbit study, medRxiv doi:10.1101/19008771; 20 % of adults see a week in which it moves by ≥ 10 /min, Quer 2020), hence the 10 /min floor. Fall: symmetric with the rise, beyond the deepest common nocturnal dip (20 %), and a bradycardia (above) — the abrupt onset, not a wider margin, is what tells it from sleep; 2 min after a 3-min median (about 3½ min of a low rate in all), twice the minute the emergency rule waits below 40 /min, because paroxysmal AV block and sinus pauses come in episodes of minutes |
+//! | heart / pulse rate | 3 min | +25 % (≥ 10 /min), 60 min, after a day | −25 % (≥ 10 /min) to ≤ 50 /min, abrupt (10 min) from ≤ 100 /min, 2 min, judged from 10 learned minutes | 10 min | rise: project issue 4's example, "a resting heart rate 25 % above baseline for an hour" — fever adds ~10 /min per °C, and an hour outlasts most bouts of exercise at home; a person's resting rate varies by a few /min (within-person SD 3–5 /min at rest over four days, a Fitbit study, medRxiv doi:10.1101/19008771; 20 % of adults see a week in which it moves by ≥ 10 /min, Quer 2020), hence the 10 /min floor. Fall: symmetric with the rise, beyond the deepest common nocturnal dip (20 %), and a bradycardia (above) — the abrupt onset, not a wider margin, is what tells it from sleep; 2 min after a 3-min median (about 3½ min of a low rate in all), twice the minute the emergency rule waits below 40 /min, because paroxysmal AV block and sinus pauses come in episodes of minutes |
 //! | SpO2 | 5 min | off | −4 points, 30 min | 10 min | BTS oxygen guideline (O'Driscoll et al., *BMJ Open Resp Res* 2017;4:e000170): "clinical assessment is recommended if the saturation falls by ≥ 3 %", plus the point normal sleep costs; 30 min so that a desaturation on exertion is not a drift (short, deep desaturations are the emergency rules') |
 //! | temperature | 10 min | +1.1 °C, 30 min | off | 30 min | IDSA long-term-care fever definition: "an increase in temperature of > 1.1 °C (2 °F) over the baseline" (High et al., *Clin Infect Dis* 2009;48:149–71) — older adults often never reach 38 °C. A fall is off: a skin patch reads low whenever it is uncovered or loose, and hypothermia is NEWS2's (≤ 36.0 °C scores) |
 //! | respiratory rate | 5 min | +25 % (≥ 4 /min), 30 min, after a day | −30 % (≥ 4 /min), 30 min | 10 min | the earliest and largest relative change in deterioration (Cretikos et al., *Med J Aust* 2008;188:657–9); NEWS2's bands are 3–4 breaths wide; a fall catches opioid-induced depression before NEWS2's ≤ 8 |
