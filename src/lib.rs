@@ -20,6 +20,7 @@
 //! `docs/ARCHITECTURE.md`.
 
 pub mod alert;
+pub mod anchor;
 pub mod capture;
 pub mod clock;
 pub mod config;

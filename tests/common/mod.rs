@@ -1,6 +1,7 @@
 //! Shared pieces of the integration tests.
 #![allow(dead_code)]
 
+pub mod anvil;
 pub mod mosquitto;
 pub mod publisher;
 pub mod webhook;

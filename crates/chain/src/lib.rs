@@ -6,6 +6,8 @@
 //! This crate is the format and its proofs, free of the daemon's runtime,
 //! so a verifier (or an auditor's tool) builds in seconds.
 
+/// The local block log checked against the tree heads it anchored on chain.
+pub mod anchored;
 pub mod block;
 pub mod cbor;
 pub mod content;

@@ -690,7 +690,14 @@ fn io_error(path: &Path, source: io::Error) -> KeyError {
 }
 
 fn write_new_key_file(path: &Path, kind: Kind, secret: &[u8; 32]) -> Result<(), KeyError> {
-    let pem = encode_pem(kind, secret);
+    write_new_secret_file(path, &encode_pem(kind, secret))
+}
+
+/// Creates `path` holding `contents` (a private key, whatever its format),
+/// as every key file of the gateway is created: never replacing an
+/// existing file, mode 0600 from the start, synced to disk with its
+/// directory entry. A failed write leaves no file behind.
+pub fn write_new_secret_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
     // create_new: O_CREAT|O_EXCL, so an existing file (or a symlink planted
     // at the path) is never written through; the mode is set at creation,
     // so the key is never readable by others, not even for an instant.
@@ -705,7 +712,7 @@ fn write_new_key_file(path: &Path, kind: Kind, secret: &[u8; 32]) -> Result<(), 
             },
             _ => io_error(path, source),
         })?;
-    if let Err(source) = file.write_all(&pem).and_then(|()| file.sync_all()) {
+    if let Err(source) = file.write_all(contents).and_then(|()| file.sync_all()) {
         drop(file);
         // Do not leave a truncated key behind that would block a retry.
         let _ = fs::remove_file(path);
@@ -723,6 +730,24 @@ fn write_new_key_file(path: &Path, kind: Kind, secret: &[u8; 32]) -> Result<(), 
 }
 
 fn read_key_file(path: &Path, kind: Kind) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let data = read_secret_file(path)?;
+    decode_pem(&data, kind).map_err(|problem| match problem {
+        PemProblem::Malformed(problem) => KeyError::MalformedFile {
+            path: path.to_path_buf(),
+            problem,
+        },
+        PemProblem::WrongKind(found) => KeyError::WrongKeyType {
+            path: path.to_path_buf(),
+            expected: kind.secret_description(),
+            found,
+        },
+    })
+}
+
+/// Reads a private key file's bytes (at most 4 KiB), refusing anything but
+/// a regular file that neither group nor others may access. The caller
+/// parses them.
+pub fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let file = File::open(path).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => KeyError::NotFound {
             path: path.to_path_buf(),
@@ -756,17 +781,7 @@ fn read_key_file(path: &Path, kind: Kind) -> Result<Zeroizing<[u8; 32]>, KeyErro
             problem: "far too large to be a key file",
         });
     }
-    decode_pem(&data, kind).map_err(|problem| match problem {
-        PemProblem::Malformed(problem) => KeyError::MalformedFile {
-            path: path.to_path_buf(),
-            problem,
-        },
-        PemProblem::WrongKind(found) => KeyError::WrongKeyType {
-            path: path.to_path_buf(),
-            expected: kind.secret_description(),
-            found,
-        },
-    })
+    Ok(data)
 }
 
 #[cfg(test)]
