@@ -3,4 +3,6 @@
 //! time and that its history was only appended to (docs/ANCHORING.md).
 
 pub mod account;
+pub mod backend;
+pub mod evm;
 pub mod registry;

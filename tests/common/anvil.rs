@@ -133,3 +133,43 @@ pub fn start_on(port: u16) -> Option<Anvil> {
     }
     panic!("anvil did not start listening on {port}");
 }
+
+impl Anvil {
+    /// Mine one block now.
+    pub async fn mine(&self) {
+        let _: serde_json::Value = self
+            .reader()
+            .raw_request("evm_mine".into(), ())
+            .await
+            .unwrap();
+    }
+
+    /// Mine a block per transaction as it arrives (the default), or only
+    /// on [`Anvil::mine`] (transactions wait in the pool).
+    pub async fn automine(&self, on: bool) {
+        let _: serde_json::Value = self
+            .reader()
+            .raw_request("evm_setAutomine".into(), (on,))
+            .await
+            .unwrap();
+    }
+
+    /// Take a snapshot of the chain, to reorganise back to.
+    pub async fn snapshot(&self) -> serde_json::Value {
+        self.reader()
+            .raw_request("evm_snapshot".into(), ())
+            .await
+            .unwrap()
+    }
+
+    /// Return the chain to `snapshot` (dropping every block since, as a
+    /// reorganisation onto a branch without them would).
+    pub async fn revert(&self, snapshot: serde_json::Value) {
+        let ok: bool = self
+            .reader()
+            .raw_request("evm_revert".into(), (snapshot,))
+            .await
+            .unwrap();
+        assert!(ok, "evm_revert");
+    }
+}
