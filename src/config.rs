@@ -45,6 +45,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Where the HTTP API listens (`[http]`): acknowledgements, health.
     pub http: Option<SocketAddr>,
+    /// Anchoring on the consultation chain (`[anchor]`); off without it.
+    pub anchor: Option<crate::anchor::config::AnchorConfig>,
 }
 
 /// The alert stage's settings (`[alerts]`).
@@ -173,6 +175,7 @@ struct RawConfig {
     patients: Vec<RawPatient>,
     alerts: Option<RawAlerts>,
     http: Option<RawHttp>,
+    anchor: Option<crate::anchor::config::RawAnchor>,
 }
 
 #[derive(Deserialize)]
@@ -422,6 +425,10 @@ impl Config {
         }
         let detect = Self::detect(raw.detect, raw.patients, &err)?;
         let alerts = Self::alerts(raw.alerts, &chain, base, &err)?;
+        let anchor = raw
+            .anchor
+            .map(|a| crate::anchor::config::validate(a, &chain.directory, base, &err))
+            .transpose()?;
         let http = match raw.http {
             None => None,
             Some(RawHttp { listen: None }) => DEFAULT_HTTP.parse().ok(),
@@ -442,6 +449,7 @@ impl Config {
             detect,
             alerts,
             http,
+            anchor,
         })
     }
 

@@ -239,6 +239,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
         },
         // Any free port on this machine: for `vitalgate ack`.
         http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        anchor: None,
     };
     for d in &config.devices {
         tracing::info!(

@@ -9,6 +9,7 @@
 
 use crate::alert::outbox::{self, Outbox, State};
 use crate::alert::{self, AlertSnapshot, AlertStage, SinkLink};
+use crate::anchor::AnchorSnapshot;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::deliver::SinkChannels;
@@ -36,6 +37,8 @@ pub struct Gateway {
     pub detect: watch::Receiver<DetectSnapshot>,
     /// Open alerts, delivery and acknowledgement counters.
     pub alerts: watch::Receiver<AlertSnapshot>,
+    /// Anchoring's progress, when `[anchor]` is configured.
+    pub anchors: Option<watch::Receiver<AnchorSnapshot>>,
     /// Where the gateway's MQTT server listens, if it runs one (the bound
     /// address: a configured port 0 becomes the port chosen).
     pub mqtt_server: Option<SocketAddr>,
@@ -72,6 +75,9 @@ pub enum StartError {
     /// A webhook could not be set up.
     #[error(transparent)]
     Webhook(#[from] WebhookSetupError),
+    /// Anchoring could not be set up.
+    #[error(transparent)]
+    Anchor(#[from] crate::anchor::AnchorSetupError),
 }
 
 /// The alert stage's parts made at start.
@@ -167,6 +173,11 @@ impl Gateway {
             .as_ref()
             .map(|m| mqtt_sink::sink_options(m, &topics).map(|o| (m.filter.clone(), o)))
             .transpose()?;
+        let anchoring = config
+            .anchor
+            .as_ref()
+            .map(|a| crate::anchor::setup(a, &config.chain.identity, clock))
+            .transpose()?;
 
         let (batch_tx, batch_rx) = mpsc::channel(config.ingest.queue);
         let (detect_tx, detect_rx) = mpsc::channel(config.ingest.queue);
@@ -223,6 +234,13 @@ impl Gateway {
         }
         drop(outcomes_tx);
         drop(statuses_rx);
+        // The anchor stage reads the store's snapshot for the newest tree
+        // head; it stops with the sources (a head sealed at shutdown is
+        // anchored after the next start).
+        let anchors = anchoring.map(|(stage, snapshots)| {
+            sinks.spawn(stage.run(store_snap_rx.clone(), cancel.clone()));
+            snapshots
+        });
 
         let gateway_id = parts.gateway_id.clone();
         let stage = AlertStage::new(
@@ -300,7 +318,8 @@ impl Gateway {
         tracing::info!(
             devices = config.devices.len(),
             gateway = %gateway_id,
-            alert_sinks = sinks.len(),
+            alert_sinks = sinks.len() - usize::from(config.anchor.is_some()),
+            anchoring = config.anchor.is_some(),
             "gateway started"
         );
         Ok(Gateway {
@@ -308,6 +327,7 @@ impl Gateway {
             store: store_snap_rx,
             detect: detect_snap_rx,
             alerts: alert_snap_rx,
+            anchors,
             mqtt_server,
             http,
             gateway_id,

@@ -85,7 +85,10 @@ impl ReadingStore for Ledger {
                     reason = sealed.header.reason.as_str(),
                     "block sealed"
                 );
-                Ok(Maintained { sealed: 1 })
+                Ok(Maintained {
+                    sealed: 1,
+                    tree_head: Some(sealed.signed_tree_head.into()),
+                })
             }
             None => Ok(Maintained::default()),
         }
@@ -104,6 +107,7 @@ impl ReadingStore for Ledger {
         }
         Ok(Maintained {
             sealed: u64::from(sealed.is_some()),
+            tree_head: sealed.map(|s| s.signed_tree_head.into()),
         })
     }
 
@@ -115,6 +119,16 @@ impl ReadingStore for Ledger {
 
     fn blocks(&self) -> u64 {
         Ledger::blocks(self)
+    }
+
+    fn tree_head(&self) -> Option<Arc<[u8]>> {
+        match self.latest_tree_head() {
+            Ok(head) => head.map(Into::into),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the newest signed tree head; anchoring waits for the next seal");
+                None
+            }
+        }
     }
 
     fn bytes(&self) -> u64 {

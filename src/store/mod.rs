@@ -62,10 +62,12 @@ pub struct StoreRequest {
 }
 
 /// What the backend's timed work did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Maintained {
     /// Blocks sealed.
     pub sealed: u64,
+    /// The newest signed tree head, when a block was sealed.
+    pub tree_head: Option<Arc<[u8]>>,
 }
 
 /// A storage backend. Calls block (they fsync); the stage runs them off
@@ -105,6 +107,12 @@ pub trait ReadingStore: Send + 'static {
         0
     }
 
+    /// The newest signed tree head (what gets anchored); `None` for a store
+    /// without blocks or before the first is sealed.
+    fn tree_head(&self) -> Option<Arc<[u8]>> {
+        None
+    }
+
     /// Bytes on disk (0 for a store without a disk).
     fn bytes(&self) -> u64 {
         0
@@ -137,6 +145,9 @@ pub struct StoreSnapshot {
     pub alert_records: u64,
     /// Alert records waiting for storage to work again.
     pub alert_records_waiting: usize,
+    /// The newest signed tree head (COSE_Sign1), for the anchor stage.
+    #[serde(skip)]
+    pub tree_head: Option<Arc<[u8]>>,
 }
 
 /// Settings of the storage stage.
@@ -217,6 +228,7 @@ pub async fn run<S: ReadingStore>(
     snapshots.send_modify(|s| {
         s.blocks = store.blocks();
         s.bytes = store.bytes();
+        s.tree_head = store.tree_head();
     });
     let mut stage = Stage {
         store: Some(store),
@@ -428,13 +440,20 @@ impl<S: ReadingStore> Stage<S> {
         blocks: u64,
         bytes: Option<u64>,
     ) {
-        if let Err(e) = &outcome {
-            self.failure.failed(0, e);
-        }
+        let head = match &outcome {
+            Ok(m) => m.tree_head.clone(),
+            Err(e) => {
+                self.failure.failed(0, e);
+                None
+            }
+        };
         self.snapshots.send_modify(|s| {
             s.blocks = blocks;
             if let Some(bytes) = bytes {
                 s.bytes = bytes;
+            }
+            if head.is_some() {
+                s.tree_head = head;
             }
         });
     }

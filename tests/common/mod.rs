@@ -102,6 +102,7 @@ pub fn config(devices: Vec<Device>, mqtt_port: u16, client_id: &str) -> Config {
             ..AlertsConfig::default()
         },
         http: None,
+        anchor: None,
     }
 }
 

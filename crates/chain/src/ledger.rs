@@ -204,6 +204,8 @@ pub struct Sealed {
     pub hash: Hash,
     /// The new tree head.
     pub tree_head: TreeHead,
+    /// The new tree head as signed (COSE_Sign1): what gets anchored.
+    pub signed_tree_head: Vec<u8>,
 }
 
 /// The block being filled.
@@ -450,6 +452,18 @@ impl Ledger {
         self.size
     }
 
+    /// The newest signed tree head (COSE_Sign1), `None` before the first
+    /// block is sealed.
+    pub fn latest_tree_head(&self) -> Result<Option<Vec<u8>>, LedgerError> {
+        if self.size == 0 {
+            return Ok(None);
+        }
+        self.tree()?
+            .get(keys::tree_head(self.size))
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| storage_error(&self.path, e))
+    }
+
     /// Readings in the open block.
     pub fn open_readings(&self) -> u64 {
         self.open.as_ref().map_or(0, |b| b.readings)
@@ -680,9 +694,10 @@ impl Ledger {
             time: now,
         };
         write.insert(&keys::header(header.height)[..], signed);
+        let signed_tree_head = tree_head.sign(&self.identity);
         write.insert(
             &keys::tree_head(tree_head.size)[..],
-            tree_head.sign(&self.identity),
+            signed_tree_head.clone(),
         );
         write.insert(keys::STATE, encode_state(tree_head.size, &hash, &frontier));
         write.remove(keys::OPEN);
@@ -699,6 +714,7 @@ impl Ledger {
             header,
             hash,
             tree_head,
+            signed_tree_head,
         }))
     }
 
