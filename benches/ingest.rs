@@ -137,6 +137,7 @@ async fn measure(
             ..Default::default()
         },
         http: None,
+        anchor: None,
     };
     IdentityKey::generate()
         .unwrap()

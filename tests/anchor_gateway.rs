@@ -157,16 +157,7 @@ async fn a_gateway_cut_off_from_its_chain_anchors_its_newest_head_once_the_chain
     // What is on chain verifies against the ledger.
     let events = registry.anchors(gateway_key, 0).await.unwrap();
     assert_eq!(events.len() as u64, done.confirmed, "{events:?}");
-    let anchored: Vec<AnchoredHead> = events
-        .iter()
-        .map(|e| AnchoredHead {
-            size: e.size,
-            root: e.root.0,
-            time: e.time as i64,
-            tree_head: e.tree_head.to_vec(),
-            location: format!("tx {}", e.tx),
-        })
-        .collect();
+    let anchored: Vec<AnchoredHead> = events.iter().map(|e| e.anchored_head()).collect();
     let leaves = LedgerReader::open(&config.chain.directory)
         .unwrap()
         .log_leaves()

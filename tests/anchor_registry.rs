@@ -81,16 +81,7 @@ async fn a_registered_gateway_anchors_and_anyone_reads_the_anchors_back_and_chec
         events.iter().map(|e| e.size).collect::<Vec<_>>(),
         [3, 7, 12]
     );
-    let anchored: Vec<AnchoredHead> = events
-        .iter()
-        .map(|e| AnchoredHead {
-            size: e.size,
-            root: e.root.0,
-            time: e.time as i64,
-            tree_head: e.tree_head.to_vec(),
-            location: format!("tx {} in block {}", e.tx, e.block_number),
-        })
-        .collect();
+    let anchored: Vec<AnchoredHead> = events.iter().map(|e| e.anchored_head()).collect();
     let report = check_anchored(&leaves, &identity.public(), &anchored);
     assert!(report.all_agree(), "{report}");
     assert_eq!(report.agreeing, 3);

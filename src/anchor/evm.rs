@@ -340,16 +340,7 @@ impl EvmAnchorer {
             .anchors(B256::from(*gateway), self.config.from_block)
             .await
             .map_err(|e| self.unavailable(&e))?;
-        Ok(events
-            .into_iter()
-            .map(|e| AnchoredHead {
-                size: e.size,
-                root: e.root.0,
-                time: i64::try_from(e.time).unwrap_or(i64::MAX),
-                tree_head: e.tree_head.to_vec(),
-                location: format!("tx {} in block {}", e.tx, e.block_number),
-            })
-            .collect())
+        Ok(events.iter().map(|e| e.anchored_head()).collect())
     }
 
     /// A mined anchor transaction reverted: superseded when the registry

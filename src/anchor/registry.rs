@@ -92,6 +92,19 @@ pub struct AnchorEvent {
     pub block_hash: B256,
 }
 
+impl AnchorEvent {
+    /// The anchor as the ledger-side check takes it.
+    pub fn anchored_head(&self) -> vitalgate_chain::anchored::AnchoredHead {
+        vitalgate_chain::anchored::AnchoredHead {
+            size: self.size,
+            root: self.root.0,
+            time: i64::try_from(self.time).unwrap_or(i64::MAX),
+            tree_head: self.tree_head.to_vec(),
+            location: format!("tx {} in block {}", self.tx, self.block_number),
+        }
+    }
+}
+
 /// The registry at an address, through a provider.
 #[derive(Clone)]
 pub struct Registry {

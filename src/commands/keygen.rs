@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use vitalgate::anchor::account::AccountKey;
 use vitalgate_chain::crypto::keys::{IdentityKey, RecipientKey};
 
 /// Which kind of key pair.
@@ -14,12 +15,16 @@ pub enum Kind {
     /// An X25519 key pair of someone who may read the readings (the
     /// patient, a clinician, the care team).
     Recipient,
+    /// The gateway's secp256k1 account on the consultation chain, which
+    /// signs its anchor transactions; the hospital registers the address
+    /// (printed, and written to FILE.pub) for the gateway's identity.
+    Account,
 }
 
 /// Arguments of `keygen`.
 #[derive(Args, Debug)]
 pub struct KeygenArgs {
-    /// identity or recipient.
+    /// identity, recipient or account.
     pub kind: Kind,
     /// The private key file to create (mode 0600; never overwritten). The
     /// public key is written beside it as FILE.pub.
@@ -38,6 +43,11 @@ pub fn run(args: &KeygenArgs) -> Result<()> {
             let key = RecipientKey::generate()?;
             key.save_new(&args.out)?;
             key.public().to_string()
+        }
+        Kind::Account => {
+            let key = AccountKey::generate();
+            key.save_new(&args.out)?;
+            key.address().to_string()
         }
     };
     let pub_path = public_path(&args.out);

@@ -1,10 +1,14 @@
 //! `vitalgate verify`: check the whole ledger with the gateway's public key.
 
 use super::{LedgerArgs, gateway_key};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use std::process::ExitCode;
+use vitalgate::anchor::registry::Registry;
+use vitalgate::config::Config;
 use vitalgate_chain::LedgerReader;
+use vitalgate_chain::anchored::{AnchoredHead, check_anchored};
+use vitalgate_chain::crypto::keys::IdentityPublic;
 use vitalgate_chain::verify::{self, VerifyError};
 
 /// Exit code: the ledger is intact.
@@ -26,6 +30,23 @@ pub struct VerifyArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Also read this gateway's anchors from the consultation chain and
+    /// prove the ledger consistent with every one (RFC 9162): a history
+    /// rewritten after an anchor is caught, with the anchor named. The
+    /// chain comes from the configuration's [anchor.evm] or the options
+    /// below; no account key is needed.
+    #[arg(long)]
+    anchors: bool,
+    /// The consultation chain's JSON-RPC URL (overrides the configuration).
+    #[arg(long, requires = "anchors")]
+    rpc_url: Option<String>,
+    /// The anchor registry's address (overrides the configuration).
+    #[arg(long, requires = "anchors")]
+    registry: Option<String>,
+    /// The block to read anchors from (default: the configuration's
+    /// from_block, else 0).
+    #[arg(long, requires = "anchors")]
+    from_block: Option<u64>,
 }
 
 /// Verify; the exit code says the outcome (see `VALID`, `INVALID`).
@@ -34,6 +55,29 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
     let key = gateway_key(args.gateway_key.as_deref(), config.as_ref())?;
     let reader = LedgerReader::open(&dir)?;
     match verify::verify(&reader, &key) {
+        Ok(summary) if args.anchors => {
+            let chain = AnchorSource::resolve(args, config.as_ref())?;
+            let anchored = chain.read(&key)?;
+            let report = check_anchored(&reader.log_leaves()?, &key, &anchored);
+            let valid = report.anchors.iter().all(|a| a.outcome.agrees());
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": valid, "summary": summary, "anchors": report, "registry": chain.describe()})
+                );
+            } else {
+                let verdict = if valid { "valid" } else { "INVALID" };
+                println!(
+                    "{}: {verdict} — {report} (registry {})",
+                    dir.display(),
+                    chain.describe()
+                );
+                for check in report.anchors.iter().filter(|c| !c.outcome.agrees()) {
+                    println!("  {check}");
+                }
+            }
+            Ok(ExitCode::from(if valid { VALID } else { INVALID }))
+        }
         Ok(summary) => {
             if args.json {
                 println!("{}", serde_json::json!({"valid": true, "summary": summary}));
@@ -70,5 +114,63 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(INVALID))
         }
         Err(VerifyError::Storage(e)) => Err(e.into()),
+    }
+}
+
+/// Where the anchors are read from.
+struct AnchorSource {
+    rpc_url: String,
+    registry: alloy::primitives::Address,
+    from_block: u64,
+}
+
+impl AnchorSource {
+    /// The command line's choices over the configuration's [anchor.evm].
+    fn resolve(args: &VerifyArgs, config: Option<&Config>) -> Result<AnchorSource> {
+        let evm = config.and_then(|c| c.anchor.as_ref()).map(|a| &a.evm);
+        let rpc_url = args
+            .rpc_url
+            .clone()
+            .or_else(|| evm.map(|e| e.rpc_url.clone()))
+            .context("--anchors needs the chain: give --rpc-url and --registry, or a --config with [anchor.evm]")?;
+        let registry = match (&args.registry, evm) {
+            (Some(text), _) => text.parse().map_err(|_| {
+                anyhow::anyhow!("--registry `{text}` is not an address (0x and 40 hex digits)")
+            })?,
+            (None, Some(e)) => e.registry,
+            (None, None) => anyhow::bail!(
+                "--anchors needs the registry: give --registry or a --config with [anchor.evm]"
+            ),
+        };
+        Ok(AnchorSource {
+            rpc_url,
+            registry,
+            from_block: args.from_block.or(evm.map(|e| e.from_block)).unwrap_or(0),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} on {}",
+            self.registry,
+            vitalgate::anchor::registry::redact(&self.rpc_url)
+        )
+    }
+
+    /// This gateway's anchors, as the chain holds them.
+    fn read(&self, key: &IdentityPublic) -> Result<Vec<AnchoredHead>> {
+        use alloy::providers::{Provider, ProviderBuilder};
+        let url = self
+            .rpc_url
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--rpc-url `{}` is not a URL", self.rpc_url))?;
+        let provider = ProviderBuilder::new().connect_http(url).erased();
+        let registry = Registry::new(self.registry, provider, &self.rpc_url);
+        let gateway = alloy::primitives::B256::from(key.to_bytes());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let events = runtime.block_on(registry.anchors(gateway, self.from_block))?;
+        Ok(events.iter().map(|e| e.anchored_head()).collect())
     }
 }
