@@ -30,6 +30,7 @@ pub mod detect;
 pub mod fhir;
 pub mod gateway;
 pub mod http;
+pub mod http_client;
 pub mod ingest;
 pub mod source;
 pub mod store;

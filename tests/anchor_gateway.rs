@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use vitalgate::Gateway;
 use vitalgate::anchor::Pace;
 use vitalgate::anchor::account::AccountKey;
-use vitalgate::anchor::config::{AnchorConfig, EvmSettings};
+use vitalgate::anchor::config::{AnchorConfig, BackendSettings, EvmSettings};
 use vitalgate::anchor::registry::Registry;
 use vitalgate::config::Config;
 use vitalgate_chain::anchored::{AnchoredHead, check_anchored};
@@ -56,7 +56,7 @@ fn gateway_config(
             poll: Duration::from_millis(200),
             replace_after: Duration::from_secs(60),
         },
-        evm: EvmSettings {
+        backend: BackendSettings::Evm(EvmSettings {
             rpc_url: format!("http://127.0.0.1:{port}"),
             chain_id: 31337,
             registry,
@@ -64,7 +64,7 @@ fn gateway_config(
             confirmations: 1,
             max_fee_per_gas: None,
             from_block: 0,
-        },
+        }),
     });
     config
 }

@@ -18,6 +18,13 @@
 //! # confirmations = 2
 //! # max_fee_gwei = 100
 //! # from_block = 0              # the registry's deployment block
+//!
+//! # or, for a consultation service that is not an EVM chain:
+//! # [anchor.https]
+//! # url = "https://consult.hospital.example/anchors"
+//! # secret_file = "anchor.secret"   # Standard Webhooks HMAC secret
+//! # ca_file = "hospital-ca.pem"
+//! # timeout_secs = 10
 //! ```
 
 use super::stage::Pace;
@@ -35,7 +42,29 @@ pub struct AnchorConfig {
     /// When and how often.
     pub pace: Pace,
     /// Which chain.
-    pub evm: EvmSettings,
+    pub backend: BackendSettings,
+}
+
+/// `[anchor.evm]` or `[anchor.https]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendSettings {
+    /// An EVM chain with the anchor registry.
+    Evm(EvmSettings),
+    /// A plain HTTPS JSON consultation service.
+    Https(HttpsSettings),
+}
+
+/// `[anchor.https]`, validated (the secret not yet read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsSettings {
+    /// The service's anchoring endpoint.
+    pub url: String,
+    /// The shared HMAC secret file (mode 0600).
+    pub secret_file: PathBuf,
+    /// An extra CA bundle (a hospital's private CA).
+    pub ca_file: Option<PathBuf>,
+    /// Per request.
+    pub timeout: Duration,
 }
 
 /// `[anchor.evm]`, validated (the key not yet read).
@@ -65,6 +94,16 @@ pub(crate) struct RawAnchor {
     poll_secs: Option<u64>,
     replace_after_secs: Option<u64>,
     evm: Option<RawEvm>,
+    https: Option<RawHttps>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttps {
+    url: String,
+    secret_file: PathBuf,
+    ca_file: Option<PathBuf>,
+    timeout_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -111,33 +150,48 @@ pub(crate) fn validate(
             (10, 86_400),
         )?,
     };
-    let Some(evm) = raw.evm else {
-        return Err(err(
-            "anchor.evm",
-            "no consultation chain: add an [anchor.evm] table with rpc_url, chain_id, registry and account_key (or remove [anchor])".into(),
-        ));
+    let outbox = raw
+        .outbox
+        .map_or_else(|| ledger.with_file_name("anchors"), |p| base.join(p));
+    let evm = match (raw.evm, raw.https) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "anchor",
+                "both [anchor.evm] and [anchor.https]: a gateway anchors to one consultation chain; keep one".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(err(
+                "anchor.evm",
+                "no consultation chain: add an [anchor.evm] table with rpc_url, chain_id, registry and account_key, or an [anchor.https] table with url and secret_file (or remove [anchor])".into(),
+            ));
+        }
+        (None, Some(h)) => {
+            secure_url("anchor.https.url", &h.url, err)?;
+            let timeout = match h.timeout_secs {
+                None => Duration::from_secs(10),
+                Some(t) if (1..=300).contains(&t) => Duration::from_secs(t),
+                Some(t) => {
+                    return Err(err(
+                        "anchor.https.timeout_secs",
+                        format!("{t} (expected 1 to 300)"),
+                    ));
+                }
+            };
+            return Ok(AnchorConfig {
+                outbox,
+                pace,
+                backend: BackendSettings::Https(HttpsSettings {
+                    url: h.url,
+                    secret_file: base.join(h.secret_file),
+                    ca_file: h.ca_file.map(|p| base.join(p)),
+                    timeout,
+                }),
+            });
+        }
+        (Some(evm), None) => evm,
     };
-    let url = reqwest::Url::parse(&evm.rpc_url).map_err(|e| {
-        err(
-            "anchor.evm.rpc_url",
-            format!("not a URL ({e}); for example \"https://besu.hospital.example:8545\""),
-        )
-    })?;
-    let loopback = url.host_str().is_some_and(|h| {
-        h == "localhost"
-            || h.trim_matches(|c| c == '[' || c == ']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|a| a.is_loopback())
-    });
-    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
-        return Err(err(
-            "anchor.evm.rpc_url",
-            format!(
-                "`{}`: use https:// (plain http only to a node on this machine)",
-                super::registry::redact(&evm.rpc_url)
-            ),
-        ));
-    }
+    secure_url("anchor.evm.rpc_url", &evm.rpc_url, err)?;
     let registry = evm.registry.parse::<Address>().map_err(|_| {
         err(
             "anchor.evm.registry",
@@ -158,11 +212,9 @@ pub(crate) fn validate(
         }
     };
     Ok(AnchorConfig {
-        outbox: raw
-            .outbox
-            .map_or_else(|| ledger.with_file_name("anchors"), |p| base.join(p)),
+        outbox,
         pace,
-        evm: EvmSettings {
+        backend: BackendSettings::Evm(EvmSettings {
             rpc_url: evm.rpc_url,
             chain_id: evm.chain_id,
             registry,
@@ -170,8 +222,39 @@ pub(crate) fn validate(
             confirmations,
             max_fee_per_gas: evm.max_fee_gwei.map(|g| u128::from(g) * 1_000_000_000),
             from_block: evm.from_block.unwrap_or(0),
-        },
+        }),
     })
+}
+
+/// `url` is https://, or http:// to this machine (a node or proxy on the
+/// gateway itself).
+fn secure_url(
+    key: &str,
+    url: &str,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        err(
+            key,
+            format!("not a URL ({e}); for example \"https://consult.hospital.example:8545\""),
+        )
+    })?;
+    let loopback = parsed.host_str().is_some_and(|h| {
+        h == "localhost"
+            || h.trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback())
+    });
+    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+        return Err(err(
+            key,
+            format!(
+                "`{}`: use https:// (plain http only to this machine)",
+                super::registry::redact(url)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -206,26 +289,47 @@ mod tests {
         let c = check(EVM).unwrap();
         assert_eq!(c.outbox, PathBuf::from("/var/lib/vitalgate/anchors"));
         assert_eq!(c.pace, Pace::default());
+        let BackendSettings::Evm(evm) = &c.backend else {
+            panic!("evm")
+        };
+        assert_eq!(evm.account_key, PathBuf::from("/etc/vitalgate/account.key"));
         assert_eq!(
-            c.evm.account_key,
-            PathBuf::from("/etc/vitalgate/account.key")
-        );
-        assert_eq!(
-            (c.evm.confirmations, c.evm.from_block, c.evm.max_fee_per_gas),
+            (evm.confirmations, evm.from_block, evm.max_fee_per_gas),
             (2, 0, None)
         );
         let c = check(&format!("interval_secs = 600\n{EVM}max_fee_gwei = 3\n")).unwrap();
         assert_eq!(c.pace.interval, Duration::from_secs(600));
-        assert_eq!(c.evm.max_fee_per_gas, Some(3_000_000_000));
+        let BackendSettings::Evm(evm) = &c.backend else {
+            panic!("evm")
+        };
+        assert_eq!(evm.max_fee_per_gas, Some(3_000_000_000));
+    }
+
+    #[test]
+    fn an_https_table_names_its_secret_beside_the_configuration() {
+        let c = check("[https]\nurl = \"https://consult.example/anchors\"\nsecret_file = \"s\"\n")
+            .unwrap();
+        let BackendSettings::Https(h) = &c.backend else {
+            panic!("https")
+        };
+        assert_eq!(h.secret_file, PathBuf::from("/etc/vitalgate/s"));
+        assert_eq!(h.timeout, Duration::from_secs(10));
     }
 
     #[test]
     fn mistakes_name_the_key_and_the_fix() {
+        let both = format!("{EVM}[https]\nurl = \"https://c.example\"\nsecret_file = \"s\"\n");
         let cases = [
             (
                 "interval_secs = 1\n",
                 "anchor.evm",
                 "add an [anchor.evm] table",
+            ),
+            (both.as_str(), "anchor", "keep one"),
+            (
+                "[https]\nurl = \"http://c.example\"\nsecret_file = \"s\"\n",
+                "anchor.https.url",
+                "use https://",
             ),
             (
                 &EVM.replace("https://besu", "http://besu") as &str,

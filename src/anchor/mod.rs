@@ -6,15 +6,18 @@ pub mod account;
 pub mod backend;
 pub mod config;
 pub mod evm;
+pub mod https;
 pub mod outbox;
 pub mod registry;
 pub mod stage;
 
 pub use stage::{AnchorSnapshot, AnchorStage, BackendConfig, Pace};
 
+use crate::deliver::signature::{Secret, SecretError};
 use account::{AccountKey, AccountKeyError};
-use config::AnchorConfig;
+use config::{AnchorConfig, BackendSettings};
 use evm::EvmAnchorConfig;
+use https::{HttpsAnchorConfig, HttpsAnchorer, HttpsSetupError};
 use outbox::{AnchorOutbox, AnchorOutboxError};
 use std::path::Path;
 use tokio::sync::watch;
@@ -32,6 +35,12 @@ pub enum AnchorSetupError {
     /// The outbox cannot be opened.
     #[error("anchor.outbox: {0}")]
     Outbox(#[from] AnchorOutboxError),
+    /// The HTTPS service's secret cannot be used.
+    #[error("anchor.https.secret_file: {0}")]
+    Secret(#[from] SecretError),
+    /// The HTTPS service cannot be reached as configured.
+    #[error(transparent)]
+    Https(#[from] HttpsSetupError),
 }
 
 /// The configured anchor stage, resuming from its outbox. Nothing is
@@ -42,17 +51,25 @@ pub fn setup(
     clock: crate::clock::Clock,
 ) -> Result<(AnchorStage, watch::Receiver<AnchorSnapshot>), AnchorSetupError> {
     let identity = IdentityKey::load(identity)?.public();
-    let account = AccountKey::load(&config.evm.account_key)?;
-    let e = &config.evm;
-    let backend = BackendConfig::Evm(EvmAnchorConfig {
-        rpc_url: e.rpc_url.clone(),
-        chain_id: e.chain_id,
-        registry: e.registry,
-        account,
-        confirmations: e.confirmations,
-        max_fee_per_gas: e.max_fee_per_gas,
-        from_block: e.from_block,
-    });
+    let backend = match &config.backend {
+        BackendSettings::Evm(e) => BackendConfig::Evm(Box::new(EvmAnchorConfig {
+            rpc_url: e.rpc_url.clone(),
+            chain_id: e.chain_id,
+            registry: e.registry,
+            account: AccountKey::load(&e.account_key)?,
+            confirmations: e.confirmations,
+            max_fee_per_gas: e.max_fee_per_gas,
+            from_block: e.from_block,
+        })),
+        BackendSettings::Https(h) => {
+            BackendConfig::Https(Box::new(HttpsAnchorer::new(HttpsAnchorConfig {
+                url: h.url.clone(),
+                secret: Secret::load(&h.secret_file)?,
+                ca_file: h.ca_file.clone(),
+                timeout: h.timeout,
+            })?))
+        }
+    };
     let outbox = AnchorOutbox::open(&config.outbox)?;
     Ok(AnchorStage::new(
         config.pace,

@@ -318,3 +318,57 @@ pub fn redact(url: &str) -> String {
         Err(_) => "(an invalid URL)".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::sol_types::SolCall;
+
+    /// FORMAT.md's calldata vector: the selector, then 32-byte words.
+    const VECTOR_CALLDATA: &str = "\
+        8f5337fe
+        1111111111111111111111111111111111111111111111111111111111111111
+        0000000000000000000000000000000000000000000000000000000000000002
+        efefefefefefefefefefefefefefefefefefefefefefefefefefefefefefefef
+        0000000000000000000000000000000000000000000000000000018bcfe65260
+        00000000000000000000000000000000000000000000000000000000000000a0
+        0000000000000000000000000000000000000000000000000000000000000003
+        d284430000000000000000000000000000000000000000000000000000000000
+    ";
+
+    /// The FORMAT.md vectors ("Anchor registry"): the function selector,
+    /// the event's topic 0, and the calldata of one anchor.
+    #[test]
+    fn the_format_documents_selector_topic_and_calldata_are_what_the_binding_encodes() {
+        assert_eq!(
+            alloy::hex::encode(AnchorRegistry::anchorCall::SELECTOR),
+            "8f5337fe"
+        );
+        assert_eq!(
+            AnchorRegistry::Anchored::SIGNATURE,
+            "Anchored(bytes32,uint64,bytes32,uint64,bytes)"
+        );
+        assert_eq!(
+            AnchorRegistry::Anchored::SIGNATURE_HASH.to_string(),
+            "0x3dc9e7efecfcb949a1bacc4bdb4b2f4dc88fcdf09d0f23651efd2dfc7ecfdfba"
+        );
+        let call = AnchorRegistry::anchorCall {
+            gateway: B256::repeat_byte(0x11),
+            size: 2,
+            root: B256::repeat_byte(0xef),
+            time: 1_700_000_060_000,
+            treeHead: Bytes::from(vec![0xd2, 0x84, 0x43]),
+        };
+        let words: Vec<&str> = VECTOR_CALLDATA.split_whitespace().collect();
+        assert_eq!(alloy::hex::encode(call.abi_encode()), words.concat());
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_and_query_in_messages() {
+        assert_eq!(
+            redact("https://user:secret@node.example:8545/rpc?apikey=xyz"),
+            "https://node.example:8545/rpc"
+        );
+        assert_eq!(redact("not a url"), "(an invalid URL)");
+    }
+}

@@ -27,6 +27,7 @@
 
 use super::backend::{AnchorError, Head, Progress};
 use super::evm::{EvmAnchorConfig, EvmAnchorer, Submitted};
+use super::https::HttpsAnchorer;
 use super::outbox::{AnchorOutbox, Anchored, Flight, OutboxState};
 use crate::clock::Clock;
 use crate::source::backoff::Backoff;
@@ -62,10 +63,12 @@ impl Default for Pace {
 }
 
 /// Which consultation chain, and how to reach it.
-#[derive(Debug, Clone)]
 pub enum BackendConfig {
-    /// An EVM chain with the anchor registry.
-    Evm(EvmAnchorConfig),
+    /// An EVM chain with the anchor registry (connected when first
+    /// needed: the node may be unreachable at start).
+    Evm(Box<EvmAnchorConfig>),
+    /// A plain HTTPS JSON service (its client built at start).
+    Https(Box<HttpsAnchorer>),
 }
 
 /// The stage's counters and state, for the status view and metrics.
@@ -100,7 +103,8 @@ pub struct AnchorSnapshot {
 }
 
 enum Backend {
-    Evm(EvmAnchorer),
+    Evm(Box<EvmAnchorer>),
+    Https,
 }
 
 /// The anchor stage (see the module documentation).
@@ -232,7 +236,10 @@ impl AnchorStage {
     async fn advance(&mut self) -> Result<(), AnchorError> {
         if self.backend.is_none() {
             self.backend = Some(match &self.backend_config {
-                BackendConfig::Evm(c) => Backend::Evm(EvmAnchorer::connect(c.clone()).await?),
+                BackendConfig::Evm(c) => {
+                    Backend::Evm(Box::new(EvmAnchorer::connect((**c).clone()).await?))
+                }
+                BackendConfig::Https(_) => Backend::Https,
             });
         }
         let now = self.clock.now().0;
@@ -378,8 +385,14 @@ impl AnchorStage {
         if !due {
             return Ok(());
         }
-        let Some(Backend::Evm(evm)) = &self.backend else {
-            return Ok(());
+        let evm = match (&self.backend, &self.backend_config) {
+            (Some(Backend::Evm(evm)), _) => evm,
+            (Some(Backend::Https), BackendConfig::Https(service)) => {
+                let progress = service.submit(&head, now).await?;
+                self.settle(head, progress)?;
+                return Ok(());
+            }
+            _ => return Ok(()),
         };
         match evm.submit(&head, now).await? {
             Submitted::Sent(submission) => {
@@ -403,6 +416,41 @@ impl AnchorStage {
             }
         }
         Ok(())
+    }
+
+    /// What an HTTPS service answered for `head`: its receipt at once, or
+    /// that it holds a newer head.
+    fn settle(&mut self, head: Head, progress: Progress) -> Result<(), AnchorError> {
+        match progress {
+            Progress::Anchored(receipt) => {
+                tracing::info!(size = receipt.size, receipt = %receipt.id, "tree head anchored");
+                let anchored = Anchored { head, receipt };
+                if let Err(e) = self.outbox.anchored(&anchored) {
+                    tracing::error!(error = %e, "cannot record the anchor in the anchor outbox");
+                }
+                self.snapshot.sent += 1;
+                self.snapshot.confirmed += 1;
+                self.set_pending(None);
+                self.state.latest = Some(anchored);
+                Ok(())
+            }
+            Progress::Superseded { latest } => {
+                self.snapshot.superseded += 1;
+                tracing::info!(
+                    size = head.size,
+                    latest,
+                    "the service already holds this head or a newer one"
+                );
+                self.set_pending(None);
+                Ok(())
+            }
+            // The HTTPS protocol answers at once; anything else is the
+            // service misbehaving, and the head stays pending.
+            Progress::Waiting { .. } | Progress::Lost => Err(AnchorError::Unavailable {
+                url: String::from("anchor.https.url"),
+                message: "the service answered without a receipt".into(),
+            }),
+        }
     }
 
     /// Make `head` wait again unless something newer already does.

@@ -4,6 +4,7 @@ use super::{LedgerArgs, gateway_key};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::process::ExitCode;
+use vitalgate::anchor::config::BackendSettings;
 use vitalgate::anchor::registry::Registry;
 use vitalgate::config::Config;
 use vitalgate_chain::LedgerReader;
@@ -127,7 +128,12 @@ struct AnchorSource {
 impl AnchorSource {
     /// The command line's choices over the configuration's [anchor.evm].
     fn resolve(args: &VerifyArgs, config: Option<&Config>) -> Result<AnchorSource> {
-        let evm = config.and_then(|c| c.anchor.as_ref()).map(|a| &a.evm);
+        let evm = config
+            .and_then(|c| c.anchor.as_ref())
+            .and_then(|a| match &a.backend {
+                BackendSettings::Evm(e) => Some(e),
+                BackendSettings::Https(_) => None,
+            });
         let rpc_url = args
             .rpc_url
             .clone()

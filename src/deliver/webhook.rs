@@ -43,23 +43,13 @@ pub enum WebhookSetupError {
         /// Why.
         source: super::signature::SecretError,
     },
-    /// The CA file.
-    #[error("alerts.webhook `{name}`: ca_file {path}: {detail}")]
-    Ca {
-        /// The sink.
-        name: String,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        detail: String,
-    },
-    /// The HTTP client.
-    #[error("alerts.webhook `{name}`: cannot build the HTTP client: {detail}")]
+    /// The HTTPS client (its CA file).
+    #[error("alerts.webhook `{name}`: {source}")]
     Client {
         /// The sink.
         name: String,
         /// Why.
-        detail: String,
+        source: crate::http_client::ClientError,
     },
 }
 
@@ -79,26 +69,12 @@ impl Webhook {
             name: name.clone(),
             source,
         })?;
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            // A POST must not silently turn into a GET elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("vitalgate/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &config.ca_file {
-            let ca = |detail: String| WebhookSetupError::Ca {
+        let client = crate::http_client::build(config.timeout, config.ca_file.as_deref()).map_err(
+            |source| WebhookSetupError::Client {
                 name: name.clone(),
-                path: path.clone(),
-                detail,
-            };
-            let pem = std::fs::read(path).map_err(|e| ca(e.to_string()))?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ca(e.to_string()))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let client = builder.build().map_err(|e| WebhookSetupError::Client {
-            name: name.clone(),
-            detail: e.to_string(),
-        })?;
+                source,
+            },
+        )?;
         Ok(Webhook {
             name,
             url: config.url.clone(),
@@ -129,7 +105,7 @@ impl Webhook {
             .body(attempt.bytes.to_vec())
             .send()
             .await
-            .map_err(|e| DeliveryError::Unreachable(describe(&e)))?;
+            .map_err(|e| DeliveryError::Unreachable(crate::http_client::describe(&e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -148,25 +124,6 @@ impl Webhook {
             _ => Err(DeliveryError::Refused(what)),
         }
     }
-}
-
-/// reqwest's error with its causes, without the URL's query (which could
-/// hold a token).
-fn describe(e: &reqwest::Error) -> String {
-    let mut s = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 /// Run the sink: one attempt per request, answered on `outcomes`, until
