@@ -6,6 +6,9 @@
 mod common;
 
 use alloy::primitives::B256;
+use alloy::providers::Provider;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use vitalgate::anchor::account::AccountKey;
 use vitalgate::anchor::backend::{AnchorError, Head, Progress};
 use vitalgate::anchor::evm::{EvmAnchorConfig, EvmAnchorer, Submitted};
@@ -210,4 +213,92 @@ async fn the_wrong_chain_an_unregistered_account_and_an_absent_node_say_what_to_
         panic!("connected to nothing")
     };
     assert!(err.is_transient(), "{err}");
+}
+
+/// The anchor stage on `dir`'s outbox, fed heads through the returned
+/// sender, anchoring to `s`'s registry.
+fn stage(
+    s: &Setup,
+    dir: &std::path::Path,
+) -> (
+    tokio::sync::watch::Sender<vitalgate::store::StoreSnapshot>,
+    tokio::sync::watch::Receiver<vitalgate::anchor::AnchorSnapshot>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    use vitalgate::anchor::outbox::AnchorOutbox;
+    use vitalgate::anchor::{AnchorStage, BackendConfig, Pace};
+    let (stage, anchors) = AnchorStage::new(
+        Pace {
+            interval: Duration::ZERO,
+            poll: Duration::from_millis(50),
+            replace_after: Duration::from_secs(3600),
+        },
+        BackendConfig::Evm(Box::new(s.config(1))),
+        AnchorOutbox::open(dir).unwrap(),
+        s.identity.public(),
+        vitalgate::clock::Clock::System,
+    );
+    let (store, store_rx) = tokio::sync::watch::channel(vitalgate::store::StoreSnapshot::default());
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(stage.run(store_rx, cancel.clone()));
+    (store, anchors, cancel, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_the_transaction_in_flight_and_a_reorganised_anchor_is_sent_again() {
+    let Some(s) = setup().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = B256::from(s.identity.public().to_bytes());
+    // The node holds transactions in its pool: the first send stays in
+    // flight while the gateway stops.
+    s.node.automine(false).await;
+    let (store, mut anchors, cancel, task) = stage(&s, dir.path());
+    store.send_modify(|x| x.tree_head = Some(s.head(4).signed.into()));
+    common::wait_for(&mut anchors, 10, "a transaction in flight", |a| {
+        a.in_flight_size == Some(4)
+    })
+    .await;
+    cancel.cancel();
+    task.await.unwrap();
+
+    // Restarted on the same outbox, it follows that transaction rather than
+    // sending another for a new nonce.
+    let (store, mut anchors, cancel, task) = stage(&s, dir.path());
+    store.send_modify(|x| x.tree_head = Some(s.head(4).signed.into()));
+    s.node.mine().await;
+    let done = common::wait_for(&mut anchors, 10, "anchored", |a| a.anchored_size == 4).await;
+    assert_eq!(done.sent, 0, "nothing new was sent: {done:?}");
+    assert_eq!(
+        s.node
+            .reader()
+            .get_transaction_count(s.account.address())
+            .await
+            .unwrap(),
+        1,
+        "one transaction in all"
+    );
+    s.node.automine(true).await;
+
+    // A reorganisation drops the block holding it: the stage notices and
+    // anchors the head again.
+    // (A newer head is anchored on top of a snapshot, which is then
+    // reverted: the branch that replaces it does not hold head 6.)
+    let snapshot = s.node.snapshot().await;
+    store.send_modify(|x| x.tree_head = Some(s.head(6).signed.into()));
+    common::wait_for(&mut anchors, 10, "head 6 anchored", |a| {
+        a.anchored_size == 6
+    })
+    .await;
+    s.node.revert(snapshot).await;
+    s.node.mine().await;
+    let again = common::wait_for(&mut anchors, 20, "head 6 anchored again", |a| {
+        a.reorganised >= 1 && a.anchored_size == 6
+    })
+    .await;
+    assert_eq!(again.sent, 2, "{again:?}");
+    cancel.cancel();
+    task.await.unwrap();
+    let events = s.registry.anchors(gateway, 0).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.size).collect::<Vec<_>>(), [4, 6]);
 }

@@ -61,8 +61,9 @@ pub struct Receipt {
     /// EVM: gas the transaction used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gas_used: Option<u64>,
-    /// EVM: what the gas cost, wei per gas.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// EVM: what the gas cost, wei per gas (a decimal string in JSON:
+    /// wei amounts exceed what a JSON number holds exactly elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "wei::option")]
     pub gas_price: Option<u128>,
     /// Confirmations when it was taken as anchored.
     pub confirmations: u64,
@@ -118,6 +119,36 @@ impl AnchorError {
     /// Whether a retry may succeed without anyone acting.
     pub fn is_transient(&self) -> bool {
         matches!(self, AnchorError::Unavailable { .. })
+    }
+}
+
+/// Wei amounts as decimal strings in JSON.
+pub(crate) mod wei {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
+
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+        pub fn serialize<S: Serializer>(v: &Option<u128>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => s.serialize_str(&v.to_string()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u128>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|t| t.parse().map_err(D::Error::custom))
+                .transpose()
+        }
     }
 }
 

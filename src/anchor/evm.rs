@@ -61,13 +61,16 @@ pub enum Fees {
     /// EIP-1559.
     Eip1559 {
         /// Most per gas in all, wei.
+        #[serde(with = "super::backend::wei")]
         max_fee_per_gas: u128,
         /// Most per gas to the block producer, wei.
+        #[serde(with = "super::backend::wei")]
         max_priority_fee_per_gas: u128,
     },
     /// A chain without a base fee.
     Legacy {
         /// Per gas, wei.
+        #[serde(with = "super::backend::wei")]
         gas_price: u128,
     },
 }
@@ -501,6 +504,30 @@ fn max_fees(a: Fees, b: Fees) -> Fees {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_submission_round_trips_through_the_outboxs_json_with_wei_as_strings() {
+        let submission = EvmSubmission {
+            size: 4,
+            nonce: 7,
+            fees: Fees::Eip1559 {
+                max_fee_per_gas: u128::from(u64::MAX) * 3,
+                max_priority_fee_per_gas: 1,
+            },
+            gas_limit: 60_000,
+            sent: vec![(TxHash::repeat_byte(0xab), 4)],
+            sent_at: 1_700_000_000_000,
+        };
+        let json = serde_json::to_string(&submission).unwrap();
+        assert!(
+            json.contains(r#""max_fee_per_gas":"55340232221128654845""#),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<EvmSubmission>(&json).unwrap(),
+            submission
+        );
+    }
 
     #[test]
     fn a_replacement_raises_both_fees_by_a_quarter_and_never_above_the_cap() {
