@@ -64,7 +64,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Create a key pair: the gateway's identity, or a recipient's.
+    /// Create a key: the gateway's identity, a recipient's key pair, or the
+    /// gateway's account on the consultation chain.
     Keygen(commands::keygen::KeygenArgs),
     /// Check the whole ledger: signatures, hash links, Merkle roots, log
     /// consistency. Exit 0 valid, 1 damaged (first bad block named), 2
@@ -108,6 +109,45 @@ enum Command {
         #[arg(long)]
         statuses: bool,
     },
+}
+
+/// Read the anchoring keys as the daemon will, and say where tree heads
+/// are anchored.
+fn check_anchor(file: &std::path::Path, c: &Config) -> Result<()> {
+    use vitalgate::anchor::config::BackendSettings;
+    let Some(a) = &c.anchor else {
+        println!("anchoring: off (no [anchor])");
+        return Ok(());
+    };
+    let at = |key: &str, e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("{}: key `{key}`: {e}", file.display())
+    };
+    match &a.backend {
+        BackendSettings::Evm(e) => {
+            let account = vitalgate::anchor::account::AccountKey::load(&e.account_key)
+                .map_err(|err| at("anchor.evm.account_key", &err))?;
+            println!(
+                "anchoring: registry {} on chain {} at {}, as account {} (the hospital registers it); at most one anchor every {} s; outbox {}",
+                e.registry,
+                e.chain_id,
+                vitalgate::anchor::registry::redact(&e.rpc_url),
+                account.address(),
+                a.pace.interval.as_secs(),
+                a.outbox.display()
+            );
+        }
+        BackendSettings::Https(h) => {
+            vitalgate::deliver::signature::Secret::load(&h.secret_file)
+                .map_err(|err| at("anchor.https.secret_file", &err))?;
+            println!(
+                "anchoring: HTTPS service {}; at most one anchor every {} s; outbox {}",
+                vitalgate::anchor::registry::redact(&h.url),
+                a.pace.interval.as_secs(),
+                a.outbox.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Read the alert secrets as the daemon will, and say where alerts go.
@@ -299,6 +339,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 );
             }
             check_alerts(&config, &c)?;
+            check_anchor(&config, &c)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config, live } => {

@@ -5,8 +5,10 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::process::ExitCode;
 use vitalgate::anchor::config::BackendSettings;
-use vitalgate::anchor::registry::Registry;
+use vitalgate::anchor::https::{HttpsAnchorConfig, HttpsAnchorer};
+use vitalgate::anchor::registry::{Registry, redact};
 use vitalgate::config::Config;
+use vitalgate::deliver::signature::Secret;
 use vitalgate_chain::LedgerReader;
 use vitalgate_chain::anchored::{AnchoredHead, check_anchored};
 use vitalgate_chain::crypto::keys::IdentityPublic;
@@ -64,12 +66,12 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
             if args.json {
                 println!(
                     "{}",
-                    serde_json::json!({"valid": valid, "summary": summary, "anchors": report, "registry": chain.describe()})
+                    serde_json::json!({"valid": valid, "summary": summary, "anchors": report, "source": chain.describe()})
                 );
             } else {
                 let verdict = if valid { "valid" } else { "INVALID" };
                 println!(
-                    "{}: {verdict} — {report} (registry {})",
+                    "{}: {verdict} — {report} ({})",
                     dir.display(),
                     chain.describe()
                 );
@@ -119,26 +121,41 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
 }
 
 /// Where the anchors are read from.
-struct AnchorSource {
-    rpc_url: String,
-    registry: alloy::primitives::Address,
-    from_block: u64,
+enum AnchorSource {
+    /// The registry on an EVM chain (no account needed).
+    Evm {
+        rpc_url: String,
+        registry: alloy::primitives::Address,
+        from_block: u64,
+    },
+    /// An HTTPS consultation service (its shared secret signs the request).
+    Https(Box<HttpsAnchorer>),
 }
 
 impl AnchorSource {
-    /// The command line's choices over the configuration's [anchor.evm].
+    /// The command line's choices over the configuration's [anchor].
     fn resolve(args: &VerifyArgs, config: Option<&Config>) -> Result<AnchorSource> {
-        let evm = config
-            .and_then(|c| c.anchor.as_ref())
-            .and_then(|a| match &a.backend {
-                BackendSettings::Evm(e) => Some(e),
-                BackendSettings::Https(_) => None,
-            });
+        let backend = config.and_then(|c| c.anchor.as_ref()).map(|a| &a.backend);
+        if let (Some(BackendSettings::Https(h)), None) = (backend, &args.rpc_url) {
+            let secret = Secret::load(&h.secret_file)
+                .map_err(|e| anyhow::anyhow!("anchor.https.secret_file: {e}"))?;
+            let service = HttpsAnchorer::new(HttpsAnchorConfig {
+                url: h.url.clone(),
+                secret,
+                ca_file: h.ca_file.clone(),
+                timeout: h.timeout,
+            })?;
+            return Ok(AnchorSource::Https(Box::new(service)));
+        }
+        let evm = match backend {
+            Some(BackendSettings::Evm(e)) => Some(e),
+            _ => None,
+        };
         let rpc_url = args
             .rpc_url
             .clone()
             .or_else(|| evm.map(|e| e.rpc_url.clone()))
-            .context("--anchors needs the chain: give --rpc-url and --registry, or a --config with [anchor.evm]")?;
+            .context("--anchors needs the chain: give --rpc-url and --registry, or a --config with [anchor]")?;
         let registry = match (&args.registry, evm) {
             (Some(text), _) => text.parse().map_err(|_| {
                 anyhow::anyhow!("--registry `{text}` is not an address (0x and 40 hex digits)")
@@ -148,7 +165,7 @@ impl AnchorSource {
                 "--anchors needs the registry: give --registry or a --config with [anchor.evm]"
             ),
         };
-        Ok(AnchorSource {
+        Ok(AnchorSource::Evm {
             rpc_url,
             registry,
             from_block: args.from_block.or(evm.map(|e| e.from_block)).unwrap_or(0),
@@ -156,27 +173,36 @@ impl AnchorSource {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "{} on {}",
-            self.registry,
-            vitalgate::anchor::registry::redact(&self.rpc_url)
-        )
+        match self {
+            AnchorSource::Evm {
+                rpc_url, registry, ..
+            } => format!("registry {registry} on {}", redact(rpc_url)),
+            AnchorSource::Https(service) => format!("service {}", service.url()),
+        }
     }
 
     /// This gateway's anchors, as the chain holds them.
     fn read(&self, key: &IdentityPublic) -> Result<Vec<AnchoredHead>> {
-        use alloy::providers::{Provider, ProviderBuilder};
-        let url = self
-            .rpc_url
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--rpc-url `{}` is not a URL", self.rpc_url))?;
-        let provider = ProviderBuilder::new().connect_http(url).erased();
-        let registry = Registry::new(self.registry, provider, &self.rpc_url);
-        let gateway = alloy::primitives::B256::from(key.to_bytes());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let events = runtime.block_on(registry.anchors(gateway, self.from_block))?;
-        Ok(events.iter().map(|e| e.anchored_head()).collect())
+        match self {
+            AnchorSource::Evm {
+                rpc_url,
+                registry,
+                from_block,
+            } => {
+                use alloy::providers::{Provider, ProviderBuilder};
+                let url = rpc_url
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--rpc-url `{rpc_url}` is not a URL"))?;
+                let provider = ProviderBuilder::new().connect_http(url).erased();
+                let registry = Registry::new(*registry, provider, rpc_url);
+                let gateway = alloy::primitives::B256::from(key.to_bytes());
+                let events = runtime.block_on(registry.anchors(gateway, *from_block))?;
+                Ok(events.iter().map(|e| e.anchored_head()).collect())
+            }
+            AnchorSource::Https(service) => Ok(runtime.block_on(service.anchors(&key.to_bytes()))?),
+        }
     }
 }
