@@ -13,7 +13,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vitalgate::Gateway;
 use vitalgate::config::Config;
@@ -56,24 +56,7 @@ fn gateway_config(dir: &Path) -> Config {
 /// `secs` one-second SenML samples of SpO2 80 % ending now: the
 /// hypoxaemia rule (< 85 % for 30 s) holds once 31 have arrived.
 async fn desaturate(gateway: &Gateway, secs: i64) {
-    let port = gateway.mqtt_server.unwrap().port();
-    let t0 = Timestamp::now().millis() / 1000 - secs;
-    let messages = (0..secs)
-        .map(|i| common::publisher::Message {
-            topic: "vitalgate/wear-1/senml".into(),
-            payload: format!(
-                r#"[{{"bn":"urn:dev:vitalgate:wear-1:","bt":{},"n":"spo2","u":"%","v":80}},{{"n":"heartRate","u":"beat/min","v":{}}}]"#,
-                t0 + i,
-                70 + i % 5
-            )
-            .into_bytes(),
-        })
-        .collect();
-    let (sent, _) = watch::channel(0);
-    let (acked, _) =
-        common::publisher::publish_all(port, "wear-1", messages, 10, |_| Duration::ZERO, sent)
-            .await;
-    assert_eq!(acked.len() as i64, secs);
+    common::publisher::senml_wearable(gateway.mqtt_server.unwrap().port(), secs, 80.0).await;
 }
 
 /// The alert records of the ledger in `dir`, read back with the care

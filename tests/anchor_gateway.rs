@@ -9,7 +9,6 @@ mod common;
 use alloy::primitives::B256;
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vitalgate::Gateway;
 use vitalgate::anchor::Pace;
@@ -20,7 +19,6 @@ use vitalgate::config::Config;
 use vitalgate_chain::anchored::{AnchoredHead, check_anchored};
 use vitalgate_chain::crypto::keys::IdentityKey;
 use vitalgate_chain::{LedgerReader, SealPolicy};
-use vitalgate_devices::Timestamp;
 
 /// A gateway with one SenML wearable on its own MQTT server, a ledger
 /// sealing a block a second, and anchoring to `port` (nothing listening
@@ -69,25 +67,6 @@ fn gateway_config(
     config
 }
 
-/// `n` one-second SenML samples, the last one now.
-async fn publish(gateway: &Gateway, n: i64) {
-    let port = gateway.mqtt_server.unwrap().port();
-    let t0 = Timestamp::now().millis() / 1000 - n;
-    let messages = (0..n)
-        .map(|i| common::publisher::Message {
-            topic: "vitalgate/wear-1/senml".into(),
-            payload: format!(
-                r#"[{{"bn":"urn:dev:vitalgate:wear-1:","bt":{},"n":"spo2","u":"%","v":97}},{{"n":"heartRate","u":"beat/min","v":{}}}]"#,
-                t0 + i,
-                70 + i % 5
-            )
-            .into_bytes(),
-        })
-        .collect();
-    let (sent, _) = watch::channel(0);
-    common::publisher::publish_all(port, "wear-1", messages, 10, |_| Duration::ZERO, sent).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_cut_off_from_its_chain_anchors_its_newest_head_once_the_chain_is_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,7 +91,7 @@ async fn a_gateway_cut_off_from_its_chain_anchors_its_newest_head_once_the_chain
     // (A block is sealed a second after its first reading.)
     let mut store = gateway.store.clone();
     for blocks in 1..=3 {
-        publish(&gateway, 3).await;
+        common::publisher::senml_wearable(gateway.mqtt_server.unwrap().port(), 3, 97.0).await;
         common::wait_for(&mut store, 20, "a block sealed", |s| s.blocks >= blocks).await;
     }
     let waiting = common::wait_for(&mut anchors, 20, "a failure and a head waiting", |a| {

@@ -79,26 +79,10 @@ async fn a_history_rewritten_after_its_anchors_is_caught_and_the_rewritten_block
     };
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("identity.key");
-    let out = vitalgate()
-        .args(["keygen", "identity"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let public = common::keygen("identity", &key);
     // The gateway's account, made the way the README says.
     let account_path = dir.path().join("account.key");
-    let out = vitalgate()
-        .args(["keygen", "account"])
-        .arg(&account_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let address = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let address = common::keygen("account", &account_path);
     let account = AccountKey::load(&account_path).unwrap();
     assert_eq!(address, account.address().to_string());
 

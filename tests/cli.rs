@@ -191,27 +191,8 @@ fn the_example_config_checks_out_once_its_keys_are_made() {
     let dir = tempfile::tempdir().unwrap();
     let identity = dir.path().join("identity.key");
     let recipient = dir.path().join("care-team.key");
-    let out = vitalgate()
-        .args(["keygen", "identity"])
-        .arg(&identity)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = vitalgate()
-        .args(["keygen", "recipient"])
-        .arg(&recipient)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let recipient_public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    common::keygen("identity", &identity);
+    let recipient_public = common::keygen("recipient", &recipient);
     assert!(
         recipient_public.starts_with("x25519:"),
         "{recipient_public}"

@@ -168,3 +168,19 @@ impl ReadingStore for FullDisk {
         Err(StoreError::Full("test: no space left".into()))
     }
 }
+
+/// `vitalgate keygen KIND PATH` with the real binary; the public key (or
+/// account address) it prints.
+pub fn keygen(kind: &str, path: &Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitalgate"))
+        .args(["keygen", kind])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "keygen {kind}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}

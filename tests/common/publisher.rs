@@ -153,3 +153,24 @@ pub async fn read_packet<R: AsyncRead + Unpin>(
         }
     }
 }
+
+/// `secs` one-second SenML samples from the wearable `wear-1` (SpO2 `spo2`
+/// %, heart rate 70–74 /min), the last one now, published to the gateway's
+/// MQTT server on `port`; returns once every one is acknowledged (stored).
+pub async fn senml_wearable(port: u16, secs: i64, spo2: f64) {
+    let t0 = vitalgate_devices::Timestamp::now().millis() / 1000 - secs;
+    let messages = (0..secs)
+        .map(|i| Message {
+            topic: "vitalgate/wear-1/senml".into(),
+            payload: format!(
+                r#"[{{"bn":"urn:dev:vitalgate:wear-1:","bt":{},"n":"spo2","u":"%","v":{spo2}}},{{"n":"heartRate","u":"beat/min","v":{}}}]"#,
+                t0 + i,
+                70 + i % 5
+            )
+            .into_bytes(),
+        })
+        .collect();
+    let (sent, _) = tokio::sync::watch::channel(0);
+    let (acked, _) = publish_all(port, "wear-1", messages, 10, |_| Duration::ZERO, sent).await;
+    assert_eq!(acked.len() as i64, secs);
+}
