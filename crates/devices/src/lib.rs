@@ -14,6 +14,7 @@
 
 pub mod decode;
 pub mod format;
+pub mod gatt;
 pub mod profile;
 mod quality;
 mod reading;
