@@ -113,7 +113,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The registry at `address`; `url` names the node in errors.
+    /// The registry at `address`; `url` names the node in errors. For the
+    /// calls that send (deploy, register, revoke, anchor), give a provider
+    /// with a wallet and *simple* nonce management
+    /// (`ProviderBuilder::with_simple_nonce_management`): alloy's default
+    /// cached nonce manager takes a nonce even for a call the registry
+    /// refuses at gas estimation, and every later transaction of the
+    /// account then waits behind the gap.
     pub fn new(address: Address, provider: DynProvider, url: &str) -> Registry {
         Registry {
             contract: AnchorRegistry::new(address, provider),

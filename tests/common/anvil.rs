@@ -61,9 +61,16 @@ impl Anvil {
             .erased()
     }
 
-    /// A provider sending from `account`.
+    /// A provider sending from `account`. Its nonce is the node's pending
+    /// count at every send: alloy's default (cached) nonce manager takes a
+    /// nonce even for a call that fails gas estimation — a refused anchor —
+    /// and every later transaction then waits behind the gap forever.
     pub fn wallet(&self, account: &AccountKey) -> DynProvider {
         ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
             .wallet(EthereumWallet::from(account.signer().clone()))
             .connect_http(self.url().parse().unwrap())
             .erased()

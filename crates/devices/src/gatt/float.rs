@@ -82,6 +82,11 @@ impl Float11073 {
     /// The number, or `None` for every special value.
     pub fn value(self) -> Option<f64> {
         match self {
+            // Dividing for a negative exponent gives the nearest f64 (24 ×
+            // 10^-1 would be 2.4000000000000004; 24 / 10 is 2.4).
+            Float11073::Value { mantissa, exponent } if exponent < 0 => {
+                Some(f64::from(mantissa) / 10f64.powi(-i32::from(exponent)))
+            }
             Float11073::Value { mantissa, exponent } => {
                 Some(f64::from(mantissa) * 10f64.powi(i32::from(exponent)))
             }
@@ -129,8 +134,8 @@ impl Float11073 {
     }
 
     /// `value` with `decimals` digits after the point (exponent
-    /// −`decimals`), rounded; `None` when it does not fit an SFLOAT... or a
-    /// FLOAT (the caller encodes with the one it needs).
+    /// −`decimals`), rounded; `None` when the mantissa does not fit even a
+    /// FLOAT (the encoder checks the narrower SFLOAT).
     pub fn with_decimals(value: f64, decimals: u8) -> Option<Float11073> {
         let scaled = (value * 10f64.powi(i32::from(decimals))).round();
         if !scaled.is_finite() || scaled.abs() > 8_388_607.0 {
@@ -246,6 +251,7 @@ mod tests {
         assert_eq!(Float11073::from_float(0x80FF_FFFF), v(-1, -128));
         assert_eq!(Float11073::from_float(0x7F00_0001), v(1, 127));
         assert_eq!(Float11073::from_sfloat(0xFFFF).value(), Some(-0.1));
+        assert_eq!(Float11073::from_sfloat(0xF018).value(), Some(2.4), "exact");
     }
 
     #[test]
