@@ -118,7 +118,10 @@ mod tests {
         let mut out = Vec::new();
         t.write(&mut out);
         assert_eq!(out, bytes);
-        assert_eq!(DateTime::from_timestamp(Timestamp(1_763_708_405_000)), Some(t));
+        assert_eq!(
+            DateTime::from_timestamp(Timestamp(1_763_708_405_000)),
+            Some(t)
+        );
     }
 
     #[test]

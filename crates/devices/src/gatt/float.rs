@@ -158,7 +158,11 @@ impl fmt::Display for Float11073 {
                 write!(f, "{scaled:.digits$}")
             }
             Float11073::Value { mantissa, exponent } => {
-                write!(f, "{}", i64::from(mantissa) * 10i64.pow(u32::from(exponent as u8)))
+                write!(
+                    f,
+                    "{}",
+                    i64::from(mantissa) * 10i64.pow(u32::from(exponent as u8))
+                )
             }
             Float11073::NaN => f.write_str("NaN"),
             Float11073::NRes => f.write_str("NRes"),
