@@ -17,6 +17,8 @@ use vitalgate_chain::crypto::keys::RecipientPublic;
 use vitalgate_detect::alert::EscalationPolicy;
 use vitalgate_detect::news2::{Consciousness, Oxygen, Spo2Scale};
 use vitalgate_detect::{Category, MonitorConfig, PatientSettings};
+use vitalgate_devices::gatt::Address;
+use vitalgate_devices::gatt::address::BadAddress;
 use vitalgate_devices::profile::{Profile, Transport};
 
 /// A configuration that cannot be used.
@@ -155,6 +157,28 @@ pub struct Device {
     pub profile_path: PathBuf,
     /// Serial port path (serial devices).
     pub port: Option<PathBuf>,
+    /// Bluetooth address and how it is reached (Bluetooth LE devices).
+    pub ble: Option<BleBinding>,
+}
+
+/// How a Bluetooth LE device reaches the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BleLink {
+    /// The gateway's own Bluetooth adapter (BlueZ) connects to it.
+    Direct,
+    /// A BLE proxy (an ESP32 beside the patient) holds the connection and
+    /// relays its characteristic values over MQTT.
+    Proxy,
+}
+
+/// The Bluetooth side of a device binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BleBinding {
+    /// The peripheral's address: what binds a unit to its patient.
+    pub address: Address,
+    /// Direct or through a proxy.
+    pub link: BleLink,
 }
 
 #[derive(Deserialize)]
@@ -298,6 +322,8 @@ struct RawDevice {
     patient: String,
     profile: PathBuf,
     port: Option<PathBuf>,
+    address: Option<String>,
+    link: Option<BleLink>,
 }
 
 impl Config {
@@ -347,6 +373,7 @@ impl Config {
         let mut devices = Vec::with_capacity(raw.devices.len());
         let mut ids = BTreeSet::new();
         let mut ports = BTreeSet::new();
+        let mut addresses = BTreeSet::new();
         for (i, d) in raw.devices.into_iter().enumerate() {
             let key = |k: &str| format!("device[{i}].{k}");
             if !valid_id(&d.id) {
@@ -409,12 +436,58 @@ impl Config {
                 }
                 _ => {}
             }
+            let ble = match (profile.transport, d.address) {
+                (Transport::Ble, None) => {
+                    return Err(err(
+                        &key("address"),
+                        format!(
+                            "device `{}` is a Bluetooth LE device ({}); set address = \"C4:7C:8D:6A:01:02\" (printed on the device or shown by `bluetoothctl scan on`)",
+                            d.id, profile.model
+                        ),
+                    ));
+                }
+                (Transport::Ble, Some(a)) => {
+                    let address: Address = a
+                        .parse()
+                        .map_err(|e: BadAddress| err(&key("address"), e.to_string()))?;
+                    if !addresses.insert(address) {
+                        return Err(err(
+                            &key("address"),
+                            format!("{address} is bound to two devices"),
+                        ));
+                    }
+                    Some(BleBinding {
+                        address,
+                        link: d.link.unwrap_or(BleLink::Direct),
+                    })
+                }
+                (_, Some(_)) => {
+                    return Err(err(
+                        &key("address"),
+                        format!(
+                            "device `{}` is not a Bluetooth LE device; remove `address`",
+                            d.id
+                        ),
+                    ));
+                }
+                (_, None) => None,
+            };
+            if d.link.is_some() && ble.is_none() {
+                return Err(err(
+                    &key("link"),
+                    format!(
+                        "device `{}` is not a Bluetooth LE device; remove `link`",
+                        d.id
+                    ),
+                ));
+            }
             devices.push(Device {
                 id: d.id.into(),
                 patient: d.patient.into(),
                 profile: Arc::new(profile),
                 profile_path,
                 port: d.port,
+                ble,
             });
         }
         if devices.is_empty() {
@@ -807,11 +880,13 @@ impl Config {
         })
     }
 
-    /// Whether any device comes over MQTT.
+    /// Whether any device comes over MQTT (itself, or relayed by a BLE
+    /// proxy).
     pub fn uses_mqtt(&self) -> bool {
-        self.devices
-            .iter()
-            .any(|d| d.profile.transport == Transport::Mqtt)
+        self.devices.iter().any(|d| {
+            d.profile.transport == Transport::Mqtt
+                || d.ble.is_some_and(|b| b.link == BleLink::Proxy)
+        })
     }
 }
 

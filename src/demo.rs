@@ -220,6 +220,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
             profile: Arc::clone(profile),
             profile_path: path.clone(),
             port: pty.as_ref().map(|p| p.path.clone()),
+            ble: None,
         });
         links.push((i, Arc::clone(profile), pty));
     }

@@ -6,6 +6,7 @@
 //! slow store slows the sources down instead of growing a queue.
 
 pub mod backoff;
+pub mod ble;
 pub mod mqtt;
 pub mod serial;
 

@@ -65,6 +65,7 @@ pub fn device(id: &str, patient: &str, profile_name: &str, port: Option<&Path>) 
         profile: profile(profile_name),
         profile_path: root().join("device-profiles").join(profile_name),
         port: port.map(Path::to_owned),
+        ble: None,
     }
 }
 

@@ -8,6 +8,7 @@
 
 use crate::Vital;
 use crate::format::{Format, FormatOptions, Framing};
+use crate::gatt::{Characteristic, Service};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -109,6 +110,37 @@ impl MqttSettings {
     }
 }
 
+/// Bluetooth LE settings of a device model: the standard services it
+/// offers and the characteristics the gateway takes from them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BleSettings {
+    /// Services to scan for and subscribe to, as 16-bit UUIDs
+    /// (`"180D"` Heart Rate, `"1809"` Health Thermometer, `"1810"` Blood
+    /// Pressure, `"1822"` Pulse Oximeter).
+    pub services: Vec<Service>,
+    /// The characteristics to subscribe to; every measurement
+    /// characteristic of `services` when absent. The first is what a
+    /// capture line without a UUID is read as.
+    #[serde(default)]
+    pub characteristics: Vec<Characteristic>,
+}
+
+impl BleSettings {
+    /// The characteristics to take: the listed ones, or every one of the
+    /// services'.
+    pub fn characteristics(&self) -> Vec<Characteristic> {
+        if self.characteristics.is_empty() {
+            self.services
+                .iter()
+                .flat_map(|s| s.characteristics().iter().copied())
+                .collect()
+        } else {
+            self.characteristics.clone()
+        }
+    }
+}
+
 /// A validated device-model profile.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +167,9 @@ pub struct Profile {
     /// MQTT settings (transport = "mqtt").
     #[serde(default)]
     pub mqtt: Option<MqttSettings>,
+    /// Bluetooth LE settings (transport = "ble").
+    #[serde(default)]
+    pub ble: Option<BleSettings>,
     /// SenML record name → vital.
     #[serde(default)]
     pub names: BTreeMap<String, Vital>,
@@ -169,6 +204,11 @@ impl Profile {
     pub fn format_options(&self) -> FormatOptions {
         FormatOptions {
             names: self.names.clone(),
+            characteristics: self
+                .ble
+                .as_ref()
+                .map(BleSettings::characteristics)
+                .unwrap_or_default(),
         }
     }
 
@@ -203,6 +243,7 @@ impl Profile {
             ));
         }
         let expected = match self.format.framing() {
+            _ if self.format == Format::BleGatt => Transport::Ble,
             Framing::Stream => Transport::Serial,
             Framing::Message => Transport::Mqtt,
         };
@@ -215,6 +256,12 @@ impl Profile {
                     self.transport,
                     format!("{expected:?}").to_lowercase()
                 ),
+            ));
+        }
+        if self.ble.is_some() && self.transport != Transport::Ble {
+            return Err(err(
+                "ble",
+                "only Bluetooth LE profiles have a [ble] table; remove it".into(),
             ));
         }
         if !self.names.is_empty() && self.format != Format::Senml {
@@ -289,10 +336,51 @@ impl Profile {
                 }
             }
             Transport::Ble => {
-                return Err(err(
-                    "transport",
-                    "Bluetooth LE profiles are not supported by this build yet".into(),
-                ));
+                let Some(b) = &self.ble else {
+                    return Err(err(
+                        "ble",
+                        "a Bluetooth LE profile needs a [ble] table with services = [\"180D\"] (Heart Rate), \"1809\" (Health Thermometer), \"1810\" (Blood Pressure) or \"1822\" (Pulse Oximeter)".into(),
+                    ));
+                };
+                if b.services.is_empty() {
+                    return Err(err(
+                        "ble.services",
+                        "must list at least one service, e.g. [\"180D\"]".into(),
+                    ));
+                }
+                if let Some(c) = b
+                    .characteristics
+                    .iter()
+                    .find(|c| !b.services.contains(&c.service()))
+                {
+                    return Err(err(
+                        "ble.characteristics",
+                        format!(
+                            "{c} ({}) belongs to the {} service ({:04X}), which `ble.services` does not list",
+                            c.name(),
+                            c.service().name(),
+                            c.service().uuid()
+                        ),
+                    ));
+                }
+                let taken = b.characteristics();
+                if let Some(v) = self
+                    .vitals
+                    .iter()
+                    .find(|v| !taken.iter().any(|c| c.vitals().contains(v)))
+                {
+                    return Err(err(
+                        "vitals",
+                        format!(
+                            "none of the profile's characteristics ({}) carries `{v}`",
+                            taken
+                                .iter()
+                                .map(|c| c.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -365,6 +453,36 @@ data_bits = 9
         assert_eq!(e.key, "serial.data_bits");
         let e = parse(&text.replace("[serial]\nbaud = 9600\ndata_bits = 9\n", "")).unwrap_err();
         assert_eq!(e.key, "serial");
+    }
+
+    #[test]
+    fn ble_profiles_name_services_and_characteristics_that_fit() {
+        let text = r#"
+model = "Strap"
+vendor = "V"
+transport = "ble"
+format = "ble-gatt"
+vitals = ["heart_rate", "rr_interval"]
+[ble]
+services = ["180D"]
+"#;
+        let p = parse(text).unwrap();
+        assert_eq!(
+            p.format_options().characteristics,
+            vec![Characteristic::HeartRateMeasurement]
+        );
+        let e = parse(&text.replace("[\"180D\"]", "[]")).unwrap_err();
+        assert_eq!(e.key, "ble.services");
+        let e = parse(&text.replace("[\"180D\"]", "[\"180F\"]")).unwrap_err();
+        assert!(e.message.contains("180F is not a characteristic"), "{e}");
+        let e = parse(&format!("{text}characteristics = [\"2A35\"]\n")).unwrap_err();
+        assert_eq!(e.key, "ble.characteristics");
+        let e = parse(&text.replace("\"rr_interval\"", "\"spo2\"")).unwrap_err();
+        assert_eq!(e.key, "vitals");
+        let e = parse(&text.replace("\"ble\"", "\"mqtt\"")).unwrap_err();
+        assert_eq!(e.key, "transport");
+        let e = parse(&text.replace("[ble]\nservices = [\"180D\"]\n", "")).unwrap_err();
+        assert_eq!(e.key, "ble");
     }
 
     #[test]

@@ -63,16 +63,38 @@ impl Publisher {
 
     /// A link that publishes each output to `topic`.
     pub fn link(&self, topic: String) -> Link {
+        self.spawn_link(topic, false)
+    }
+
+    /// A link that publishes each line of an output as its own message to
+    /// `topic`: a BLE proxy relays one message per characteristic value,
+    /// and one snapshot of a wearable can be several values.
+    pub fn line_link(&self, topic: String) -> Link {
+        self.spawn_link(topic, true)
+    }
+
+    fn spawn_link(&self, topic: String, by_line: bool) -> Link {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
         let client = self.client.clone();
         tokio::spawn(async move {
-            while let Some(payload) = rx.recv().await {
-                if client
-                    .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
-                    .await
-                    .is_err()
-                {
-                    return;
+            while let Some(output) = rx.recv().await {
+                let messages: Vec<Vec<u8>> = if by_line {
+                    output
+                        .split(|&b| b == b'\n')
+                        .filter(|line| !line.is_empty())
+                        .map(<[u8]>::to_vec)
+                        .collect()
+                } else {
+                    vec![output]
+                };
+                for payload in messages {
+                    if client
+                        .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
         });

@@ -16,8 +16,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub mod berrymed;
+pub mod ble_gatt;
 pub mod contec;
-mod json;
+pub(crate) mod json;
 pub mod masimo;
 pub mod nonin;
 pub mod openmhealth;
@@ -49,6 +50,9 @@ pub enum Format {
     ContecV7,
     /// BerryMed BCI protocol (BM1000 family), 5-byte packets.
     BerrymedBci,
+    /// Bluetooth LE GATT characteristic values of the SIG's health
+    /// services, directly or relayed by a BLE proxy.
+    BleGatt,
 }
 
 /// How a format's bytes arrive.
@@ -67,6 +71,10 @@ pub struct FormatOptions {
     /// the full resolved name first, then its last segment (after the last
     /// `:` or `/`). Empty means the format's built-in names only.
     pub names: BTreeMap<String, Vital>,
+    /// For BLE profiles: the characteristics the device sends, the first
+    /// being the one a capture line without a UUID is read as. Values of
+    /// any other characteristic are refused. Empty allows every one.
+    pub characteristics: Vec<crate::gatt::Characteristic>,
 }
 
 /// Bytes the gateway must send to a serial device, where its protocol
@@ -81,7 +89,7 @@ pub struct HostCommands {
 
 impl Format {
     /// Every format.
-    pub const ALL: [Format; 8] = [
+    pub const ALL: [Format; 9] = [
         Format::Senml,
         Format::OpenMhealth,
         Format::MasimoAscii,
@@ -90,6 +98,7 @@ impl Format {
         Format::Contec5Byte,
         Format::ContecV7,
         Format::BerrymedBci,
+        Format::BleGatt,
     ];
 
     /// The name used in profiles.
@@ -103,13 +112,14 @@ impl Format {
             Format::Contec5Byte => "contec-5byte",
             Format::ContecV7 => "contec-v7",
             Format::BerrymedBci => "berrymed-bci",
+            Format::BleGatt => "ble-gatt",
         }
     }
 
     /// Stream or message framing.
     pub const fn framing(self) -> Framing {
         match self {
-            Format::Senml | Format::OpenMhealth => Framing::Message,
+            Format::Senml | Format::OpenMhealth | Format::BleGatt => Framing::Message,
             _ => Framing::Stream,
         }
     }
@@ -123,6 +133,7 @@ impl Format {
             Format::Nonin2 | Format::Nonin7 => nonin::VITALS,
             Format::Contec5Byte | Format::ContecV7 => contec::VITALS,
             Format::BerrymedBci => berrymed::VITALS,
+            Format::BleGatt => ble_gatt::VITALS,
         }
     }
 
@@ -137,6 +148,7 @@ impl Format {
             Format::Contec5Byte => contec::decoder(contec::Protocol::FiveByte),
             Format::ContecV7 => contec::decoder(contec::Protocol::V7),
             Format::BerrymedBci => berrymed::decoder(),
+            Format::BleGatt => ble_gatt::decoder(options),
         }
     }
 
@@ -151,6 +163,7 @@ impl Format {
             Format::Contec5Byte => contec::encoder(contec::Protocol::FiveByte),
             Format::ContecV7 => contec::encoder(contec::Protocol::V7),
             Format::BerrymedBci => berrymed::encoder(device_id),
+            Format::BleGatt => ble_gatt::encoder(device_id),
         }
     }
 
@@ -173,7 +186,7 @@ impl fmt::Display for Format {
 /// Error for an unknown format name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown format `{0}` (expected one of: senml, open-mhealth, masimo-ascii, nonin-2, nonin-7, contec-5byte, contec-v7, berrymed-bci)"
+    "unknown format `{0}` (expected one of: senml, open-mhealth, masimo-ascii, nonin-2, nonin-7, contec-5byte, contec-v7, berrymed-bci, ble-gatt)"
 )]
 pub struct UnknownFormat(pub String);
 

@@ -987,6 +987,7 @@ mod tests {
     fn decode_with(names: &[(&str, Vital)], payload: &str) -> Vec<Decoded> {
         let options = FormatOptions {
             names: names.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect(),
+            ..FormatOptions::default()
         };
         decode_message(&mut SenmlDecoder::new(&options), payload.as_bytes(), 7, NOW)
     }

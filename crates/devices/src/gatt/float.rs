@@ -85,10 +85,10 @@ impl Float11073 {
             // Dividing for a negative exponent gives the nearest f64 (24 ×
             // 10^-1 would be 2.4000000000000004; 24 / 10 is 2.4).
             Float11073::Value { mantissa, exponent } if exponent < 0 => {
-                Some(f64::from(mantissa) / 10f64.powi(-i32::from(exponent)))
+                Some(f64::from(mantissa) / pow10(-i32::from(exponent)))
             }
             Float11073::Value { mantissa, exponent } => {
-                Some(f64::from(mantissa) * 10f64.powi(i32::from(exponent)))
+                Some(f64::from(mantissa) * pow10(i32::from(exponent)))
             }
             _ => None,
         }
@@ -145,6 +145,25 @@ impl Float11073 {
             mantissa: scaled as i32,
             exponent: -(decimals as i8),
         })
+    }
+}
+
+/// 10^0 to 10^22: the powers of ten an `f64` holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// `10f64.powi(n)` for `n` ≥ 0, looked up for every exponent a reading
+/// uses (`powi` is a library call; up to 10^22 it multiplies exact powers
+/// of ten, so the table gives the same bits).
+fn pow10(n: i32) -> f64 {
+    match usize::try_from(n)
+        .ok()
+        .and_then(|i| EXACT_POWERS_OF_TEN.get(i))
+    {
+        Some(&p) => p,
+        None => 10f64.powi(n),
     }
 }
 
@@ -256,6 +275,38 @@ mod tests {
         assert_eq!(Float11073::from_float(0x7F00_0001), v(1, 127));
         assert_eq!(Float11073::from_sfloat(0xFFFF).value(), Some(-0.1));
         assert_eq!(Float11073::from_sfloat(0xF018).value(), Some(2.4), "exact");
+    }
+
+    #[test]
+    fn values_are_the_same_as_with_powi_for_every_exponent() {
+        for n in 0..=128 {
+            let n = std::hint::black_box(n);
+            assert_eq!(pow10(n).to_bits(), 10f64.powi(n).to_bits(), "10^{n}");
+        }
+        let powi = |f: Float11073| match f {
+            Float11073::Value { mantissa, exponent } if exponent < 0 => {
+                Some(f64::from(mantissa) / 10f64.powi(-i32::from(exponent)))
+            }
+            Float11073::Value { mantissa, exponent } => {
+                Some(f64::from(mantissa) * 10f64.powi(i32::from(exponent)))
+            }
+            _ => None,
+        };
+        let same = |f: Float11073| {
+            assert_eq!(
+                f.value().map(f64::to_bits),
+                powi(f).map(f64::to_bits),
+                "{f:?}"
+            );
+        };
+        for raw in 0..=u16::MAX {
+            same(Float11073::from_sfloat(raw));
+        }
+        for exponent in 0..=255u32 {
+            for mantissa in [0, 1, 7, 364, 3725, 8_388_607, 0x80_0003, 0xFF_FFFF] {
+                same(Float11073::from_float((exponent << 24) | mantissa));
+            }
+        }
     }
 
     #[test]

@@ -165,40 +165,39 @@ pub struct HeartRateMeasurement {
 impl HeartRateMeasurement {
     /// Decode a characteristic value.
     pub fn decode(value: &[u8]) -> Result<HeartRateMeasurement, GattError> {
-        let mut f = Fields::new(value);
-        let flags = f.u8("flags")?;
-        if flags & RESERVED != 0 {
-            return Err(GattError::Reserved {
-                field: "flags",
-                value: u32::from(flags),
-            });
-        }
-        let heart_rate = if flags & FORMAT_U16 != 0 {
-            HeartRateValue::U16(f.u16("heart rate")?)
-        } else {
-            HeartRateValue::U8(f.u8("heart rate")?)
-        };
-        let contact = SensorContact::from_bits((flags & CONTACT_MASK) >> CONTACT_SHIFT);
-        let energy_expended = if flags & ENERGY_PRESENT != 0 {
-            Some(f.u16("energy expended")?)
-        } else {
-            None
-        };
-        let mut rr_intervals = Vec::new();
-        if flags & RR_PRESENT != 0 {
-            // One or more intervals, then as many as the value holds.
-            rr_intervals.push(f.u16("RR-interval")?);
-            while f.remaining() > 0 {
-                rr_intervals.push(f.u16("RR-interval")?);
-            }
-        }
-        f.finish()?;
+        let v = Parsed::read(value)?;
         Ok(HeartRateMeasurement {
-            heart_rate,
-            contact,
-            energy_expended,
-            rr_intervals,
+            heart_rate: v.heart_rate,
+            contact: v.contact,
+            energy_expended: v.energy_expended,
+            rr_intervals: v.rr_intervals().collect(),
         })
+    }
+
+    /// Decode a characteristic value and report it, as [`decode`] then
+    /// [`report`] would (the same events, the same error, nothing reported
+    /// when it is refused), without collecting the RR intervals into a
+    /// `Vec`: the per-value path of [`Characteristic::report`].
+    ///
+    /// [`decode`]: HeartRateMeasurement::decode
+    /// [`report`]: HeartRateMeasurement::report
+    /// [`Characteristic::report`]: super::Characteristic::report
+    pub fn decode_and_report(
+        value: &[u8],
+        device_time: Option<Timestamp>,
+        offset: u64,
+        out: &mut dyn FnMut(Decoded),
+    ) -> Result<(), GattError> {
+        let v = Parsed::read(value)?;
+        report_fields(
+            v.contact,
+            v.heart_rate,
+            v.rr_intervals(),
+            device_time,
+            offset,
+            out,
+        );
+        Ok(())
     }
 
     /// The flags byte this value is sent with.
@@ -239,9 +238,7 @@ impl HeartRateMeasurement {
 
     /// The RR intervals in milliseconds (`rr × 1000 / 1024`), oldest first.
     pub fn rr_intervals_ms(&self) -> impl Iterator<Item = f64> + '_ {
-        self.rr_intervals
-            .iter()
-            .map(|&rr| f64::from(rr) * 1000.0 / 1024.0)
+        self.rr_intervals.iter().map(|&rr| rr_ms(rr))
     }
 
     /// Report the heart rate and the RR intervals (see the module
@@ -253,39 +250,125 @@ impl HeartRateMeasurement {
         offset: u64,
         out: &mut dyn FnMut(Decoded),
     ) {
-        let off = self.contact.is_off();
-        let bpm = self.heart_rate.bpm();
-        if off || bpm == 0 {
-            out(Decoded::Status(Status {
-                vital: Some(Vital::HeartRate),
-                quality: Quality::SENSOR_OFF,
-                device_time,
-                offset,
-            }));
-        } else {
-            out(Decoded::Measurement(Measurement {
-                vital: Vital::HeartRate,
-                value: f64::from(bpm),
-                device_time,
-                quality: Quality::NONE,
-                offset,
-            }));
-        }
-        let quality = if off {
-            Quality::SENSOR_OFF
-        } else {
-            Quality::NONE
-        };
-        for value in self.rr_intervals_ms() {
-            out(Decoded::Measurement(Measurement {
-                vital: Vital::RrInterval,
-                value,
-                device_time,
-                quality,
-                offset,
-            }));
-        }
+        report_fields(
+            self.contact,
+            self.heart_rate,
+            self.rr_intervals.iter().copied(),
+            device_time,
+            offset,
+            out,
+        );
     }
+}
+
+/// A value's fields as read, the RR intervals left in place.
+struct Parsed<'a> {
+    heart_rate: HeartRateValue,
+    contact: SensorContact,
+    energy_expended: Option<u16>,
+    /// The RR-Interval field: an even number of bytes, none when the flag
+    /// is clear.
+    rr_bytes: &'a [u8],
+}
+
+impl<'a> Parsed<'a> {
+    /// Check and read every field of `value`.
+    fn read(value: &'a [u8]) -> Result<Parsed<'a>, GattError> {
+        let mut f = Fields::new(value);
+        let flags = f.u8("flags")?;
+        if flags & RESERVED != 0 {
+            return Err(GattError::Reserved {
+                field: "flags",
+                value: u32::from(flags),
+            });
+        }
+        let heart_rate = if flags & FORMAT_U16 != 0 {
+            HeartRateValue::U16(f.u16("heart rate")?)
+        } else {
+            HeartRateValue::U8(f.u8("heart rate")?)
+        };
+        let contact = SensorContact::from_bits((flags & CONTACT_MASK) >> CONTACT_SHIFT);
+        let energy_expended = if flags & ENERGY_PRESENT != 0 {
+            Some(f.u16("energy expended")?)
+        } else {
+            None
+        };
+        let mut rr_bytes: &[u8] = &[];
+        if flags & RR_PRESENT != 0 {
+            // One or more intervals, then as many as the value holds: the
+            // rest of it, whose odd last byte would be an interval cut off.
+            let start = value.len() - f.remaining();
+            f.take("RR-interval", 2)?;
+            f.take("RR-interval", f.remaining() & !1)?;
+            if f.remaining() > 0 {
+                f.u16("RR-interval")?;
+            }
+            rr_bytes = &value[start..];
+        }
+        f.finish()?;
+        Ok(Parsed {
+            heart_rate,
+            contact,
+            energy_expended,
+            rr_bytes,
+        })
+    }
+
+    /// The RR intervals in 1/1024 s, oldest first.
+    fn rr_intervals(&self) -> impl Iterator<Item = u16> + 'a {
+        self.rr_bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+}
+
+/// Report a value's heart rate and RR intervals (in 1/1024 s): see the
+/// module documentation.
+fn report_fields(
+    contact: SensorContact,
+    heart_rate: HeartRateValue,
+    rr_intervals: impl Iterator<Item = u16>,
+    device_time: Option<Timestamp>,
+    offset: u64,
+    out: &mut dyn FnMut(Decoded),
+) {
+    let off = contact.is_off();
+    let bpm = heart_rate.bpm();
+    if off || bpm == 0 {
+        out(Decoded::Status(Status {
+            vital: Some(Vital::HeartRate),
+            quality: Quality::SENSOR_OFF,
+            device_time,
+            offset,
+        }));
+    } else {
+        out(Decoded::Measurement(Measurement {
+            vital: Vital::HeartRate,
+            value: f64::from(bpm),
+            device_time,
+            quality: Quality::NONE,
+            offset,
+        }));
+    }
+    let quality = if off {
+        Quality::SENSOR_OFF
+    } else {
+        Quality::NONE
+    };
+    for rr in rr_intervals {
+        out(Decoded::Measurement(Measurement {
+            vital: Vital::RrInterval,
+            value: rr_ms(rr),
+            device_time,
+            quality,
+            offset,
+        }));
+    }
+}
+
+/// An RR interval in milliseconds (`rr × 1000 / 1024`).
+fn rr_ms(rr: u16) -> f64 {
+    f64::from(rr) * 1000.0 / 1024.0
 }
 
 #[cfg(test)]
@@ -508,6 +591,27 @@ mod tests {
                 measurement(Vital::RrInterval, 500.0, Quality::SENSOR_OFF)
             ]
         );
+    }
+
+    #[test]
+    fn decoding_and_reporting_in_one_step_is_decode_then_report() {
+        let mut rng = Rng::new(0x2A37_0001);
+        let t = Some(Timestamp(1_763_708_405_000));
+        for i in 0..100_000 {
+            let mut bytes = rng.bytes(41);
+            if i % 2 == 0 && !bytes.is_empty() {
+                bytes[0] &= !RESERVED;
+            }
+            let mut want = Vec::new();
+            let decoded = HeartRateMeasurement::decode(&bytes).map(|m| {
+                m.report(t, 9, &mut |e| want.push(e));
+            });
+            let mut got = Vec::new();
+            let reported =
+                HeartRateMeasurement::decode_and_report(&bytes, t, 9, &mut |e| got.push(e));
+            assert_eq!(reported, decoded, "{bytes:02x?}");
+            assert_eq!(got, want, "{bytes:02x?}");
+        }
     }
 
     #[test]

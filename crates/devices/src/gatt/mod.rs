@@ -12,12 +12,19 @@
 //! Every decoder is pure (bytes in, a typed value out) and total: any
 //! input gives a value or a [`GattError`], never a panic.
 
+pub mod address;
 pub mod blood_pressure;
+pub mod characteristic;
 pub mod date_time;
 pub mod float;
 pub mod heart_rate;
 pub mod plx;
+pub mod relay;
 pub mod thermometer;
+
+pub use address::Address;
+pub use characteristic::{Characteristic, Delivery, Service};
+pub use relay::RelayedValue;
 
 use std::fmt;
 
