@@ -2,12 +2,14 @@
 //!
 //! The gateway's own MQTT server on localhost, the bundled simulator
 //! playing a small cohort of virtual patients through real transports —
-//! serial devices on pseudo-terminals, Wi-Fi devices over MQTT — and the
-//! gateway reading them exactly as it reads real devices, with the live
-//! view on the terminal.
+//! serial devices on pseudo-terminals, Wi-Fi devices over MQTT, Bluetooth
+//! LE wearables through a (simulated) BLE proxy relaying their
+//! characteristic values over MQTT — and the gateway reading them exactly
+//! as it reads real devices, with the live view on the terminal.
 
 use crate::Gateway;
-use crate::config::{AlertsConfig, ChainConfig, Config, Device, IngestConfig};
+use crate::config::{AlertsConfig, BleBinding, BleLink, ChainConfig, Config, Device, IngestConfig};
+use crate::source::mqtt::BLE_PROXY_TOPIC;
 use crate::store::{LedgerSetupError, open_ledger};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -18,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 use vitalgate_chain::SealPolicy;
 use vitalgate_chain::crypto::keys::{IdentityKey, KeyError, RecipientKey};
 use vitalgate_devices::Timestamp;
+use vitalgate_devices::format::ble_gatt;
+use vitalgate_devices::gatt::Address;
 use vitalgate_devices::profile::{Profile, Transport};
 use vitalsim::play::{Output, Pace, Played};
 use vitalsim::simulation::{Simulation, SimulationSpec};
@@ -29,8 +33,9 @@ use vitalsim::transport::pty::PtyDevice;
 /// profile not yet used that carries all but at most one of its vitals (and
 /// measures what that profile carries), so the demo shows as many formats
 /// as it has devices, over both transports — including a Contec V7, which
-/// streams only after the gateway sends its start command.
-const PROFILES: [(&str, &str); 6] = [
+/// streams only after the gateway sends its start command. Devices whose
+/// id starts with `ble-` take the Bluetooth profiles, the others never do.
+const PROFILES: [(&str, &str); 10] = [
     (
         "masimo-rad-8.toml",
         include_str!("../device-profiles/masimo-rad-8.toml"),
@@ -55,15 +60,56 @@ const PROFILES: [(&str, &str); 6] = [
         "berrymed-bm1000c.toml",
         include_str!("../device-profiles/berrymed-bm1000c.toml"),
     ),
+    (
+        "ble-heart-rate.toml",
+        include_str!("../device-profiles/ble-heart-rate.toml"),
+    ),
+    (
+        "ble-health-thermometer.toml",
+        include_str!("../device-profiles/ble-health-thermometer.toml"),
+    ),
+    (
+        "ble-blood-pressure.toml",
+        include_str!("../device-profiles/ble-blood-pressure.toml"),
+    ),
+    (
+        "ble-pulse-oximeter.toml",
+        include_str!("../device-profiles/ble-pulse-oximeter.toml"),
+    ),
 ];
+
+/// The topic level the demo's simulated BLE proxy names itself by.
+const DEMO_PROXY: &str = "vitalsim-proxy";
+
+/// Where a demo device's bytes come in, for the start-up log.
+fn link_of(d: &Device) -> String {
+    if let Some(p) = &d.port {
+        return p.display().to_string();
+    }
+    if let Some(b) = d.ble {
+        return format!(
+            "ble {} via proxy {}",
+            b.address,
+            BLE_PROXY_TOPIC.replace("{device}", DEMO_PROXY)
+        );
+    }
+    let topic = d.profile.mqtt.as_ref().map(|m| m.topic_for(&d.id));
+    format!("mqtt {}", topic.unwrap_or_default())
+}
 
 /// The profile for a device measuring `vitals`: see [`PROFILES`].
 fn choose(
     profiles: &[(PathBuf, Arc<Profile>)],
     used: &[bool],
     vitals: &[vitalgate_devices::Vital],
+    ble: bool,
 ) -> Option<usize> {
-    let covered = |p: &Profile| vitals.iter().filter(|v| p.vitals.contains(v)).count();
+    let covered = |p: &Profile| {
+        if (p.transport == Transport::Ble) != ble {
+            return 0;
+        }
+        vitals.iter().filter(|v| p.vitals.contains(v)).count()
+    };
     let need = vitals.len().saturating_sub(1).max(1);
     let fits = |k: usize| covered(&profiles[k].1) >= need;
     (0..profiles.len())
@@ -200,7 +246,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
     let mut devices = Vec::new();
     let mut links: Vec<(usize, Arc<Profile>, Option<PtyDevice>)> = Vec::new();
     for (i, d) in spec.devices.iter_mut().enumerate() {
-        let Some(k) = choose(&profiles, &used, &d.vitals) else {
+        let Some(k) = choose(&profiles, &used, &d.vitals, d.id.starts_with("ble-")) else {
             return Err(DemoError::Cohort(format!(
                 "no bundled profile carries the vitals of {}",
                 d.id
@@ -214,13 +260,18 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
             Transport::Serial => Some(PtyDevice::open()?),
             _ => None,
         };
+        // A random static address (top bits 11), one per device.
+        let ble = (profile.transport == Transport::Ble).then(|| BleBinding {
+            address: Address([0xF0, 0x5E, 0xED, 0x00, 0x00, i as u8]),
+            link: BleLink::Proxy,
+        });
         devices.push(Device {
             id: d.id.as_str().into(),
             patient: d.patient.as_str().into(),
             profile: Arc::clone(profile),
             profile_path: path.clone(),
             port: pty.as_ref().map(|p| p.path.clone()),
-            ble: None,
+            ble,
         });
         links.push((i, Arc::clone(profile), pty));
     }
@@ -248,7 +299,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
             patient = %d.patient,
             model = %format!("{} {}", d.profile.vendor, d.profile.model),
             format = %d.profile.format,
-            port = %d.port.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("mqtt {}", d.profile.mqtt.as_ref().map(|m| m.topic_for(&d.id)).unwrap_or_default())),
+            port = %link_of(d),
             "demo device"
         );
     }
@@ -279,19 +330,29 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
     let publisher =
         Publisher::connect("127.0.0.1", port, "vitalsim-demo", publisher_cancel.clone());
     let mut outputs: Vec<Option<Output>> = (0..spec.devices.len()).map(|_| None).collect();
+    let proxy_topic = BLE_PROXY_TOPIC.replace("{device}", DEMO_PROXY);
     for (i, profile, pty) in links {
         let id = &spec.devices[i].id;
-        let link = match pty {
-            Some(pty) => pty.spawn(profile.format.host_commands(), publisher_cancel.clone()),
-            None => match &profile.mqtt {
-                Some(m) => publisher.link(m.topic_for(id)),
+        let ble = config.devices[i].ble;
+        let service = profile.ble.as_ref().and_then(|b| b.services.first());
+        let output = match (pty, ble, service) {
+            (Some(pty), _, _) => Output {
+                encoder: profile.format.encoder(id),
+                link: pty.spawn(profile.format.host_commands(), publisher_cancel.clone()),
+            },
+            (None, Some(ble), Some(&service)) => Output {
+                encoder: ble_gatt::proxy_encoder(ble.address, service),
+                link: publisher.line_link(proxy_topic.clone()),
+            },
+            (None, _, _) => match &profile.mqtt {
+                Some(m) => Output {
+                    encoder: profile.format.encoder(id),
+                    link: publisher.link(m.topic_for(id)),
+                },
                 None => continue,
             },
         };
-        outputs[i] = Some(Output {
-            encoder: profile.format.encoder(id),
-            link,
-        });
+        outputs[i] = Some(output);
     }
 
     let mut label_file = match &options.labels {

@@ -38,9 +38,17 @@ fn decode_turns_every_bundled_capture_into_the_expected_readings_and_reports_bad
         if name.contains(".expected.") {
             continue;
         }
-        let format = name.split('.').next().unwrap();
-        let expected_path = testdata.join(format!("{format}.expected.jsonl"));
-        let profile = profile_for(format).unwrap_or_else(|| panic!("no profile for {format}"));
+        // A capture is named after its format, or after the bundled
+        // profile it is decoded with (the BLE profiles restrict which
+        // characteristics they take).
+        let stem = name.split('.').next().unwrap();
+        let expected_path = testdata.join(format!("{stem}.expected.jsonl"));
+        let own = common::root().join(format!("device-profiles/{stem}.toml"));
+        let profile = if own.exists() {
+            own
+        } else {
+            profile_for(stem).unwrap_or_else(|| panic!("no profile for {stem}"))
+        };
         let out = vitalgate()
             .args([
                 "decode",
@@ -118,7 +126,7 @@ fn decode_turns_every_bundled_capture_into_the_expected_readings_and_reports_bad
         );
         checked += 1;
     }
-    assert!(checked >= 8, "only {checked} captures checked");
+    assert!(checked >= 10, "only {checked} captures checked");
 }
 
 #[test]
@@ -228,7 +236,7 @@ fn the_example_config_checks_out_once_its_keys_are_made() {
 }
 
 #[test]
-fn the_demo_plays_patients_through_serial_and_mqtt_devices_and_stores_what_it_receives() {
+fn the_demo_plays_patients_through_serial_mqtt_and_ble_proxy_devices_and_stores_what_it_receives() {
     let dir = tempfile::tempdir().unwrap();
     let labels = dir.path().join("labels.jsonl");
     let out = vitalgate()
@@ -266,16 +274,28 @@ fn the_demo_plays_patients_through_serial_and_mqtt_devices_and_stores_what_it_re
     let stored = number_before("stored");
     assert!(received > 100, "{stdout}");
     assert_eq!(stored, received, "{stdout}");
-    // Every demo device was heard, over both transports.
+    // Every demo device was heard, over every transport: serial, MQTT,
+    // and Bluetooth LE through the simulated proxy.
     let devices: Vec<&str> = stdout
         .lines()
         .filter(|l| l.trim_start().starts_with("device "))
         .collect();
-    assert!(devices.len() >= 5, "{stdout}");
+    assert_eq!(devices.len(), 9, "{stdout}");
     for d in &devices {
+        let heard = d
+            .split("received ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        assert!(heard > 0, "{d}");
+    }
+    for ble in ["ble-hr-b1", "ble-th-a1", "ble-bp-c1", "ble-ox-a1"] {
         assert!(
-            !d.contains("received 0,") || d.contains("status frames"),
-            "{d}"
+            devices
+                .iter()
+                .any(|d| d.contains(&format!("device {ble} "))),
+            "{stdout}"
         );
     }
     assert!(stderr.contains("serial port open"), "{stderr}");

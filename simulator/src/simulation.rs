@@ -272,6 +272,37 @@ impl SimulationSpec {
                     ],
                     5 * MINUTE_MS,
                 ),
+                // Bluetooth LE wearables (a strap, a patch thermometer, a
+                // cuff, a ring oximeter) beside the serial and Wi-Fi ones.
+                device(
+                    "ble-hr-b1",
+                    "patient-b",
+                    vec![Vital::HeartRate, Vital::RrInterval],
+                    1_000,
+                ),
+                device(
+                    "ble-th-a1",
+                    "patient-a",
+                    vec![Vital::BodyTemperature],
+                    60_000,
+                ),
+                device(
+                    "ble-bp-c1",
+                    "patient-c",
+                    vec![
+                        Vital::SystolicBp,
+                        Vital::DiastolicBp,
+                        Vital::MeanArterialPressure,
+                        Vital::PulseRate,
+                    ],
+                    5 * MINUTE_MS,
+                ),
+                device(
+                    "ble-ox-a1",
+                    "patient-a",
+                    vec![Vital::Spo2, Vital::PulseRate, Vital::PerfusionIndex],
+                    1_000,
+                ),
             ],
         }
     }

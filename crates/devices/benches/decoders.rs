@@ -61,10 +61,10 @@ fn capture(format: Format) -> (Vec<u8>, Vec<(usize, usize)>) {
                 bytes.push(b'\n');
             }
             let mut line = start;
-            for end in start..bytes.len() {
-                if bytes[end] == b'\n' {
-                    messages.push((line, end));
-                    line = end + 1;
+            for (i, &b) in bytes[start..].iter().enumerate() {
+                if b == b'\n' {
+                    messages.push((line, start + i));
+                    line = start + i + 1;
                 }
             }
         }

@@ -17,7 +17,7 @@ mod devices;
 pub mod server;
 
 pub use client::{MqttSetupError, broker_options, options, run};
-pub use devices::{Devices, printable};
+pub use devices::{BLE_PROXY_MAX_PAYLOAD, BLE_PROXY_TOPIC, Devices, printable};
 
 /// Largest MQTT packet the gateway accepts. A larger one closes the
 /// connection it came on (with a persistent session at a broker it would

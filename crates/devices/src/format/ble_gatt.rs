@@ -491,6 +491,53 @@ mod tests {
         }
     }
 
+    /// `testdata/<profile>.txt` decoded with the bundled profile's options
+    /// (what `vitalgate decode --profile device-profiles/<profile>.toml`
+    /// does) gives `testdata/<profile>.expected.jsonl`.
+    fn assert_capture_matches(profile: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../device-profiles")
+            .join(format!("{profile}.toml"));
+        let options = crate::profile::Profile::load(&path)
+            .unwrap()
+            .format_options();
+        let mut d = testing::message(decoder(&options));
+        let capture = testing::testdata(&format!("{profile}.txt"));
+        let mut got = Vec::new();
+        let mut offset = 0u64;
+        for line in capture.split(|b| *b == b'\n') {
+            if !line.is_empty() {
+                for e in testing::decode_message(d.as_mut(), line, offset, testing::RECEIVED) {
+                    got.push(testing::event_json(&e));
+                }
+            }
+            offset += line.len() as u64 + 1;
+        }
+        let text =
+            String::from_utf8(testing::testdata(&format!("{profile}.expected.jsonl"))).unwrap();
+        let want: Vec<serde_json::Value> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if got != want {
+            for g in &got {
+                eprintln!("{g}");
+            }
+        }
+        assert_eq!(got, want, "{profile}");
+    }
+
+    #[test]
+    fn the_heart_rate_capture_matches_the_expected_events() {
+        assert_capture_matches("ble-heart-rate");
+    }
+
+    #[test]
+    fn the_pulse_oximeter_capture_matches_the_expected_events() {
+        assert_capture_matches("ble-pulse-oximeter");
+    }
+
     #[test]
     fn the_proxy_encoder_writes_one_relay_message_per_line() {
         let address: Address = "C4:7C:8D:6A:01:02".parse().unwrap();
