@@ -1,7 +1,8 @@
 //! `vitalsim`: play virtual patients through virtual devices.
 //!
 //! Serial device profiles get a pseudo-terminal each (its path is printed:
-//! point the gateway's `port` at it); MQTT profiles publish to `--mqtt`.
+//! point the gateway's `port` at it); MQTT profiles publish to `--mqtt`, and
+//! Bluetooth LE profiles go through a simulated BLE proxy on `--mqtt`.
 //! The same seed plays the same patients; `--labels` writes the ground
 //! truth of every scenario event played.
 
@@ -12,6 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vitalgate_devices::Timestamp;
+use vitalgate_devices::format::ble_gatt;
+use vitalgate_devices::gatt::Address;
 use vitalgate_devices::profile::{Profile, Transport};
 use vitalsim::play::{Output, Pace, play};
 use vitalsim::scenario::ScenarioKind;
@@ -140,7 +143,8 @@ fn main() -> Result<()> {
         };
         let mut outputs = Vec::new();
         let mut stdout = std::io::stdout().lock();
-        for (d, profile) in spec.devices.iter().zip(&profiles) {
+        for (i, (d, profile)) in spec.devices.iter().zip(&profiles).enumerate() {
+            let mut encoder = profile.format.encoder(&d.id);
             let link = match profile.transport {
                 Transport::Serial => {
                     let pty = PtyDevice::open()?;
@@ -165,12 +169,32 @@ fn main() -> Result<()> {
                     )?;
                     p.link(topic)
                 }
-                Transport::Ble => bail!("{}: BLE profiles cannot be simulated yet", d.id),
+                Transport::Ble => {
+                    // A wearable behind a BLE proxy: its characteristic
+                    // values relayed over MQTT, one message each. The
+                    // address is fixed per device position (a random static
+                    // address), so a gateway configuration can bind it.
+                    let (Some(p), Some(service)) = (
+                        &publisher,
+                        profile.ble.as_ref().and_then(|b| b.services.first()),
+                    ) else {
+                        bail!(
+                            "{} is a Bluetooth LE profile, simulated through a BLE proxy over MQTT: give --mqtt host:port",
+                            d.id
+                        );
+                    };
+                    let address = Address([0xF0, 0x5E, 0xED, 0x00, 0x01, i as u8]);
+                    let topic = "vitalgate/ble/vitalsim".to_owned();
+                    writeln!(
+                        stdout,
+                        "device={} transport=ble-proxy topic={topic} address={address} format={}",
+                        d.id, profile.format
+                    )?;
+                    encoder = ble_gatt::proxy_encoder(address, *service);
+                    p.line_link(topic)
+                }
             };
-            outputs.push(Some(Output {
-                encoder: profile.format.encoder(&d.id),
-                link,
-            }));
+            outputs.push(Some(Output { encoder, link }));
         }
         stdout.flush()?;
         drop(stdout);
