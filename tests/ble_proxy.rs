@@ -8,8 +8,7 @@
 
 mod common;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, QoS};
-use std::time::Duration;
+use rumqttc::{AsyncClient, QoS};
 use tokio_util::sync::CancellationToken;
 use vitalgate::config::{BleBinding, BleLink, Device};
 use vitalgate::store::VolatileStore;
@@ -48,24 +47,7 @@ fn serving() -> Config {
 
 /// A proxy's MQTT connection; counts the PUBACKs it gets.
 async fn proxy(port: u16) -> (AsyncClient, tokio::sync::watch::Receiver<u64>) {
-    let mut o = MqttOptions::new("esp32-bedroom", "127.0.0.1", port);
-    o.set_keep_alive(Duration::from_secs(10));
-    let (client, mut eventloop) = AsyncClient::new(o, 64);
-    let (tx, rx) = tokio::sync::watch::channel(0u64);
-    tokio::spawn(async move {
-        let mut acked = 0;
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(rumqttc::Packet::PubAck(_))) => {
-                    acked += 1;
-                    tx.send_replace(acked);
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    });
-    (client, rx)
+    common::publisher::counting(port, "esp32-bedroom", true).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

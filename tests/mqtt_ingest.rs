@@ -5,9 +5,9 @@
 mod common;
 
 use bytes::BytesMut;
+use rumqttc::AsyncClient;
 use rumqttc::mqttbytes::v4::{Connect, Packet, PubRel, Publish, Subscribe};
 use rumqttc::mqttbytes::{self, QoS};
-use rumqttc::{AsyncClient, Event, MqttOptions};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -23,26 +23,7 @@ async fn publisher(
     id: &str,
     clean: bool,
 ) -> (AsyncClient, tokio::sync::watch::Receiver<u64>) {
-    let mut o = MqttOptions::new(id, "127.0.0.1", addr.port());
-    o.set_keep_alive(Duration::from_secs(10))
-        .set_clean_session(clean)
-        .set_max_packet_size(2 << 20, 2 << 20);
-    let (client, mut eventloop) = AsyncClient::new(o, 64);
-    let (tx, rx) = tokio::sync::watch::channel(0u64);
-    tokio::spawn(async move {
-        let mut acked = 0;
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(rumqttc::Packet::PubAck(_))) => {
-                    acked += 1;
-                    tx.send_replace(acked);
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    });
-    (client, rx)
+    common::publisher::counting(addr.port(), id, clean).await
 }
 
 /// A configuration serving the wearables on `port` (0: any free port).

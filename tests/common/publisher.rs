@@ -174,3 +174,32 @@ pub async fn senml_wearable(port: u16, secs: i64, spo2: f64) {
     let (acked, _) = publish_all(port, "wear-1", messages, 10, |_| Duration::ZERO, sent).await;
     assert_eq!(acked.len() as i64, secs);
 }
+
+/// A rumqttc QoS 1 client to `127.0.0.1:port` that counts the PUBACKs it
+/// gets (for tests that only need "was every message acknowledged").
+pub async fn counting(
+    port: u16,
+    id: &str,
+    clean: bool,
+) -> (rumqttc::AsyncClient, tokio::sync::watch::Receiver<u64>) {
+    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(10))
+        .set_clean_session(clean)
+        .set_max_packet_size(2 << 20, 2 << 20);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 64);
+    let (tx, rx) = tokio::sync::watch::channel(0u64);
+    tokio::spawn(async move {
+        let mut acked = 0;
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                    acked += 1;
+                    tx.send_replace(acked);
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    (client, rx)
+}
