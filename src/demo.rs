@@ -261,7 +261,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> Result<Summ
             _ => None,
         };
         // A random static address (top bits 11), one per device.
-        let ble = (profile.transport == Transport::Ble).then(|| BleBinding {
+        let ble = (profile.transport == Transport::Ble).then_some(BleBinding {
             address: Address([0xF0, 0x5E, 0xED, 0x00, 0x00, i as u8]),
             link: BleLink::Proxy,
         });

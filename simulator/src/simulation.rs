@@ -726,7 +726,8 @@ mod tests {
                 labels.iter().all(|l| l.patient != "patient-a"),
                 "patient-a is stable"
             );
-            assert_eq!(spec.devices.len(), 5);
+            // 5 serial and MQTT devices, 4 Bluetooth LE ones.
+            assert_eq!(spec.devices.len(), 9);
             assert!(samples.len() > 350, "{}", samples.len());
         }
     }

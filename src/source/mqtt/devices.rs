@@ -93,10 +93,10 @@ impl Devices {
                     detail,
                 });
             };
-        if !self.proxied.is_empty() {
-            if let Some(proxy) = ble_proxy_topic().device_in(topic) {
-                return self.relayed(proxy, payload, index, received);
-            }
+        if !self.proxied.is_empty()
+            && let Some(proxy) = ble_proxy_topic().device_in(topic)
+        {
+            return self.relayed(proxy, payload, index, received);
         }
         let Some(id) = self.patterns.iter().find_map(|p| p.device_in(topic)) else {
             reject(
