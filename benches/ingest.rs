@@ -105,6 +105,7 @@ async fn measure(
             profile: Arc::clone(&profile),
             profile_path: profile_path.clone(),
             port: None,
+            ble: None,
         })
         .collect();
     let config = Config {

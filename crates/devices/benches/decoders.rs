@@ -61,8 +61,8 @@ fn capture(format: Format) -> (Vec<u8>, Vec<(usize, usize)>) {
                 bytes.push(b'\n');
             }
             let mut line = start;
-            for end in start..bytes.len() {
-                if bytes[end] == b'\n' {
+            for (end, &byte) in bytes.iter().enumerate().skip(start) {
+                if byte == b'\n' {
                     messages.push((line, end));
                     line = end + 1;
                 }
