@@ -11,7 +11,7 @@ use crate::alert::outbox::{self, Outbox, State};
 use crate::alert::{self, AlertSnapshot, AlertStage, SinkLink};
 use crate::anchor::AnchorSnapshot;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{BleLink, Config};
 use crate::deliver::SinkChannels;
 use crate::deliver::mqtt::{self as mqtt_sink, StatusBoard, Topics};
 use crate::deliver::signature::{Secret, SecretError};
@@ -310,6 +310,14 @@ impl Gateway {
         {
             sources.spawn(source::serial::run(
                 d.clone(),
+                batch_tx.clone(),
+                cancel.clone(),
+            ));
+        }
+        let direct = source::ble::BleDevices::new(&config.devices, BleLink::Direct);
+        if !direct.is_empty() {
+            sources.spawn(source::ble::run_direct(
+                direct,
                 batch_tx.clone(),
                 cancel.clone(),
             ));

@@ -6,10 +6,19 @@
 //! Both ways end in [`BleDevices::decode`], so a value is bound, decoded
 //! and rejected the same whichever way it came.
 
+#[cfg(all(feature = "ble", target_os = "linux"))]
+pub mod bluez;
+pub mod central;
+pub mod direct;
+#[cfg(test)]
+pub mod memory;
+
 use crate::config::{BleLink, Device};
 use crate::ingest::{Batch, Rejection};
 use crate::source::bind;
 use std::collections::HashMap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use vitalgate_devices::format::ble_gatt;
 use vitalgate_devices::gatt::{Address, Characteristic};
 use vitalgate_devices::{Reject, Timestamp};
@@ -109,4 +118,30 @@ impl BleDevices {
         );
         batch
     }
+}
+
+/// Run the direct transport for `devices` on the host's Bluetooth stack
+/// (BlueZ) until cancelled.
+#[cfg(all(feature = "ble", target_os = "linux"))]
+pub async fn run_direct(
+    devices: BleDevices,
+    batches: mpsc::Sender<Batch>,
+    cancel: CancellationToken,
+) {
+    direct::run(bluez::BluezCentral::new(), devices, batches, cancel).await
+}
+
+/// In a build without direct Bluetooth (the `ble` cargo feature off, or
+/// not Linux): say so once, clearly, and let the rest of the gateway run.
+#[cfg(not(all(feature = "ble", target_os = "linux")))]
+pub async fn run_direct(
+    devices: BleDevices,
+    _batches: mpsc::Sender<Batch>,
+    _cancel: CancellationToken,
+) {
+    let ids: Vec<String> = devices.iter().map(|d| d.device.id.to_string()).collect();
+    tracing::error!(
+        devices = ?ids,
+        "this build of vitalgate has no direct Bluetooth (built without the `ble` feature, or not for Linux); devices bound with link = \"direct\" will not be read: rebuild with the default features, or bind them through a BLE proxy (link = \"proxy\")"
+    );
 }
