@@ -105,6 +105,35 @@ async fn until(what: &str, done: impl Fn() -> bool) -> Duration {
     start.elapsed()
 }
 
+/// A central with the bound strap in range.
+fn strap_central() -> MemoryCentral {
+    let central = MemoryCentral::new();
+    central.add_peripheral(
+        address(STRAP),
+        &[HEART_RATE_SERVICE],
+        &[HEART_RATE_MEASUREMENT],
+    );
+    central
+}
+
+/// Wait until the transport has subscribed to the strap's heart rate.
+async fn strap_subscribed(central: &MemoryCentral, what: &str) {
+    until(what, || {
+        central.is_subscribed(address(STRAP), HEART_RATE_MEASUREMENT)
+    })
+    .await;
+}
+
+/// The strap notifies `bpm`, and it arrives as a reading.
+async fn strap_heart_rate_arrives(central: &MemoryCentral, t: &mut Running, bpm: u8) {
+    assert!(
+        central
+            .notify(address(STRAP), HEART_RATE_MEASUREMENT, &[0x00, bpm])
+            .await
+    );
+    assert_eq!(t.next_batch().await.readings[0].value, f64::from(bpm));
+}
+
 /// The log lines written while the guard lives (this thread only: the
 /// tests' runtime is single-threaded, so that is every task's).
 #[derive(Clone, Default)]
@@ -162,10 +191,7 @@ async fn values_from_a_bound_strap_arrive_as_readings_of_its_device_and_patient(
         &[HEART_RATE_MEASUREMENT, 0x2A38],
     );
     let mut t = start(&central, &[strap()]);
-    until("subscribed", || {
-        central.is_subscribed(address(STRAP), HEART_RATE_MEASUREMENT)
-    })
-    .await;
+    strap_subscribed(&central, "subscribed").await;
     assert_eq!(central.scan_filter(), Some(vec![HEART_RATE_SERVICE]));
 
     // 72 bpm, 8-bit, no contact feature.
@@ -216,10 +242,7 @@ async fn an_unbound_advertiser_is_never_connected_and_noted_once() {
         &[HEART_RATE_MEASUREMENT],
     );
     let mut t = start(&central, &[strap()]);
-    until("the bound strap is subscribed", || {
-        central.is_subscribed(address(STRAP), HEART_RATE_MEASUREMENT)
-    })
-    .await;
+    strap_subscribed(&central, "the bound strap is subscribed").await;
     // The neighbour's strap keeps advertising.
     for _ in 0..3 {
         central.go_out_of_range(address(NEIGHBOUR));
@@ -342,63 +365,31 @@ async fn a_missing_adapter_is_warned_about_once_retried_and_used_once_plugged_in
     );
 
     central.plug_adapter();
-    until("subscribed once the adapter is there", || {
-        central.is_subscribed(address(STRAP), HEART_RATE_MEASUREMENT)
-    })
-    .await;
-    assert!(
-        central
-            .notify(address(STRAP), HEART_RATE_MEASUREMENT, &[0x00, 80])
-            .await
-    );
-    assert_eq!(t.next_batch().await.readings[0].value, 80.0);
+    strap_subscribed(&central, "subscribed once the adapter is there").await;
+    strap_heart_rate_arrives(&central, &mut t, 80).await;
     t.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_adapter_unplugged_while_streaming_is_scanned_for_again_and_the_strap_reconnected() {
-    let central = MemoryCentral::new();
-    central.add_peripheral(
-        address(STRAP),
-        &[HEART_RATE_SERVICE],
-        &[HEART_RATE_MEASUREMENT],
-    );
+    let central = strap_central();
     let mut t = start(&central, &[strap()]);
-    until("subscribed", || {
-        central.is_subscribed(address(STRAP), HEART_RATE_MEASUREMENT)
-    })
-    .await;
+    strap_subscribed(&central, "subscribed").await;
     central.unplug_adapter();
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert!(central.failed_scans() >= 1);
     central.plug_adapter();
-    until("subscribed again", || {
-        central.is_subscribed(address(STRAP), HEART_RATE_MEASUREMENT)
-    })
-    .await;
+    strap_subscribed(&central, "subscribed again").await;
     assert_eq!(central.scans(), 2);
-    assert!(
-        central
-            .notify(address(STRAP), HEART_RATE_MEASUREMENT, &[0x00, 90])
-            .await
-    );
-    assert_eq!(t.next_batch().await.readings[0].value, 90.0);
+    strap_heart_rate_arrives(&central, &mut t, 90).await;
     t.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_malformed_value_is_a_rejection_in_the_batch_not_a_panic() {
-    let central = MemoryCentral::new();
-    central.add_peripheral(
-        address(STRAP),
-        &[HEART_RATE_SERVICE],
-        &[HEART_RATE_MEASUREMENT],
-    );
+    let central = strap_central();
     let mut t = start(&central, &[strap()]);
-    until("subscribed", || {
-        central.is_subscribed(address(STRAP), HEART_RATE_MEASUREMENT)
-    })
-    .await;
+    strap_subscribed(&central, "subscribed").await;
     // Flags announce a 16-bit rate; one byte follows.
     assert!(
         central
@@ -418,12 +409,7 @@ async fn a_malformed_value_is_a_rejection_in_the_batch_not_a_panic() {
         rejection.detail
     );
     // And the stream goes on.
-    assert!(
-        central
-            .notify(address(STRAP), HEART_RATE_MEASUREMENT, &[0x00, 73])
-            .await
-    );
-    assert_eq!(t.next_batch().await.readings[0].value, 73.0);
+    strap_heart_rate_arrives(&central, &mut t, 73).await;
     t.stop().await;
 }
 
