@@ -319,6 +319,10 @@ fn known_characteristics() -> String {
 pub fn parse_uuid16(text: &str) -> Result<u16, UuidError> {
     let t = text.trim();
     let syntax = || UuidError::Syntax(t.chars().take(64).collect());
+    // Everything below slices by byte position: only ASCII can be a UUID.
+    if !t.is_ascii() {
+        return Err(syntax());
+    }
     if t.len() == 36 {
         let lower = t.to_ascii_lowercase();
         let (head, tail) = lower.split_at(8);
@@ -420,6 +424,9 @@ mod tests {
             "zz37",
             "0x",
             "00002a37-0000-1000-8000_00805f9b34fb",
+            // A multi-byte character across byte 8 of a 36-byte text.
+            "0000000é-0000-1000-8000-00805f9b34f",
+            "2Aé",
         ] {
             assert!(
                 matches!(bad.parse::<Characteristic>(), Err(UuidError::Syntax(_))),

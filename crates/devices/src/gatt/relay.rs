@@ -241,6 +241,12 @@ mod tests {
     }
 
     #[test]
+    fn a_non_ascii_uuid_is_an_error_not_a_panic() {
+        let json = r#"{"address":"C4:7C:8D:6A:01:02","characteristic":"0000000é-0000-1000-8000-00805f9b34f","value":"06"}"#;
+        assert!(RelayedValue::parse(json.as_bytes()).is_err());
+    }
+
+    #[test]
     fn random_bytes_never_panic() {
         let mut rng = crate::format::testing::Rng::new(0xB1E);
         for _ in 0..20_000 {
