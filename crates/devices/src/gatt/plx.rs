@@ -120,6 +120,35 @@ use super::float::Float11073;
 use super::{Fields, GattError};
 use crate::{DecodeError, Decoded, Measurement, Quality, Reject, Status, Timestamp, Vital};
 
+/// The bit-set methods both status fields share.
+macro_rules! status_bits {
+    ($name:ident, $int:ty) => {
+        impl $name {
+            /// The field's bits.
+            pub const fn bits(self) -> $int {
+                self.0
+            }
+
+            /// True when every bit of `other` is set.
+            pub const fn contains(self, other: $name) -> bool {
+                self.0 & other.0 == other.0
+            }
+
+            /// True when any bit of `other` is set.
+            pub const fn intersects(self, other: $name) -> bool {
+                self.0 & other.0 != 0
+            }
+        }
+
+        impl std::ops::BitOr for $name {
+            type Output = $name;
+            fn bitor(self, rhs: $name) -> $name {
+                $name(self.0 | rhs.0)
+            }
+        }
+    };
+}
+
 /// UUID of the PLX Spot-Check Measurement characteristic.
 pub const PLX_SPOT_CHECK_UUID: u16 = 0x2A5E;
 /// UUID of the PLX Continuous Measurement characteristic.
@@ -182,29 +211,9 @@ impl PlxMeasurementStatus {
         }
         Ok(PlxMeasurementStatus(bits))
     }
-
-    /// The field's bits.
-    pub const fn bits(self) -> u16 {
-        self.0
-    }
-
-    /// True when every bit of `other` is set.
-    pub const fn contains(self, other: PlxMeasurementStatus) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// True when any bit of `other` is set.
-    pub const fn intersects(self, other: PlxMeasurementStatus) -> bool {
-        self.0 & other.0 != 0
-    }
 }
 
-impl std::ops::BitOr for PlxMeasurementStatus {
-    type Output = PlxMeasurementStatus;
-    fn bitor(self, rhs: PlxMeasurementStatus) -> PlxMeasurementStatus {
-        PlxMeasurementStatus(self.0 | rhs.0)
-    }
-}
+status_bits!(PlxMeasurementStatus, u16);
 
 /// The Device and Sensor Status field (u24), or the Device and Sensor
 /// Status Support field of [`PlxFeatures`]. Cannot hold a reserved bit
@@ -256,29 +265,9 @@ impl PlxDeviceStatus {
         }
         Ok(PlxDeviceStatus(bits))
     }
-
-    /// The field's bits.
-    pub const fn bits(self) -> u32 {
-        self.0
-    }
-
-    /// True when every bit of `other` is set.
-    pub const fn contains(self, other: PlxDeviceStatus) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// True when any bit of `other` is set.
-    pub const fn intersects(self, other: PlxDeviceStatus) -> bool {
-        self.0 & other.0 != 0
-    }
 }
 
-impl std::ops::BitOr for PlxDeviceStatus {
-    type Output = PlxDeviceStatus;
-    fn bitor(self, rhs: PlxDeviceStatus) -> PlxDeviceStatus {
-        PlxDeviceStatus(self.0 | rhs.0)
-    }
-}
+status_bits!(PlxDeviceStatus, u32);
 
 /// One SpO2 and pulse rate pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
