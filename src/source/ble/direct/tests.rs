@@ -105,14 +105,19 @@ async fn until(what: &str, done: impl Fn() -> bool) -> Duration {
     start.elapsed()
 }
 
-/// A central with the bound strap in range.
-fn strap_central() -> MemoryCentral {
-    let central = MemoryCentral::new();
+/// A heart-rate strap at `at` comes into range.
+fn add_strap(central: &MemoryCentral, at: &str) {
     central.add_peripheral(
-        address(STRAP),
+        address(at),
         &[HEART_RATE_SERVICE],
         &[HEART_RATE_MEASUREMENT],
     );
+}
+
+/// A central with the bound strap in range.
+fn strap_central() -> MemoryCentral {
+    let central = MemoryCentral::new();
+    add_strap(&central, STRAP);
     central
 }
 
@@ -231,16 +236,8 @@ async fn an_unbound_advertiser_is_never_connected_and_noted_once() {
     let logs = Logs::default();
     let _guard = logs.capture();
     let central = MemoryCentral::new();
-    central.add_peripheral(
-        address(NEIGHBOUR),
-        &[HEART_RATE_SERVICE],
-        &[HEART_RATE_MEASUREMENT],
-    );
-    central.add_peripheral(
-        address(STRAP),
-        &[HEART_RATE_SERVICE],
-        &[HEART_RATE_MEASUREMENT],
-    );
+    add_strap(&central, NEIGHBOUR);
+    add_strap(&central, STRAP);
     let mut t = start(&central, &[strap()]);
     strap_subscribed(&central, "the bound strap is subscribed").await;
     // The neighbour's strap keeps advertising.
@@ -273,7 +270,7 @@ async fn a_strap_that_walks_away_and_comes_back_is_reconnected_with_backoff_whil
  {
     let central = MemoryCentral::new();
     for a in [STRAP, OTHER_STRAP] {
-        central.add_peripheral(address(a), &[HEART_RATE_SERVICE], &[HEART_RATE_MEASUREMENT]);
+        add_strap(&central, a);
     }
     let other = device(
         "hr-strap-2",
@@ -339,11 +336,7 @@ async fn a_missing_adapter_is_warned_about_once_retried_and_used_once_plugged_in
     let logs = Logs::default();
     let _guard = logs.capture();
     let central = MemoryCentral::without_adapter();
-    central.add_peripheral(
-        address(STRAP),
-        &[HEART_RATE_SERVICE],
-        &[HEART_RATE_MEASUREMENT],
-    );
+    add_strap(&central, STRAP);
     let mut t = start(&central, &[strap()]);
     tokio::time::sleep(Duration::from_secs(30)).await;
     let failed = central.failed_scans();
@@ -449,7 +442,7 @@ async fn plx_features_are_read_once_after_connecting_and_decoded_like_any_value(
 async fn cancelling_stops_the_transport_promptly_and_hangs_up() {
     let central = MemoryCentral::new();
     for a in [STRAP, OTHER_STRAP] {
-        central.add_peripheral(address(a), &[HEART_RATE_SERVICE], &[HEART_RATE_MEASUREMENT]);
+        add_strap(&central, a);
     }
     let other = device(
         "hr-strap-2",
