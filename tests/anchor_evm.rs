@@ -78,6 +78,25 @@ impl Setup {
     }
 }
 
+/// The progress of `submission` once anvil has mined it. Anvil's
+/// automining answers `eth_sendRawTransaction` before the block is
+/// built, so a receipt asked for at once may not exist yet.
+async fn once_mined(
+    anchorer: &EvmAnchorer,
+    gateway: &[u8; 32],
+    submission: &vitalgate::anchor::evm::EvmSubmission,
+    at: i64,
+) -> Progress {
+    for _ in 0..200 {
+        let progress = anchorer.progress(gateway, submission, at).await.unwrap();
+        if progress != (Progress::Waiting { confirmations: 0 }) {
+            return progress;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("anvil did not mine the anchor transaction within 5 s")
+}
+
 fn sent(s: Submitted) -> vitalgate::anchor::evm::EvmSubmission {
     match s {
         Submitted::Sent(s) => s,
@@ -92,9 +111,9 @@ async fn an_anchor_waits_for_its_confirmations_and_records_its_gas() {
     let head = s.head(3);
     let submission = sent(anchorer.submit(&head, 1).await.unwrap());
     let gateway = head.gateway;
-    // Mined at once (anvil mines each transaction), one confirmation of two.
+    // Anvil mines each transaction in its own block: one confirmation of two.
     assert_eq!(
-        anchorer.progress(&gateway, &submission, 2).await.unwrap(),
+        once_mined(&anchorer, &gateway, &submission, 2).await,
         Progress::Waiting { confirmations: 1 }
     );
     s.node.mine().await;
@@ -113,6 +132,7 @@ async fn an_anchor_waits_for_its_confirmations_and_records_its_gas() {
     );
     // A later head costs less (its storage slots exist).
     let next = sent(anchorer.submit(&s.head(9), 5).await.unwrap());
+    once_mined(&anchorer, &gateway, &next, 5).await;
     s.node.mine().await;
     let Progress::Anchored(r) = anchorer.progress(&gateway, &next, 6).await.unwrap() else {
         panic!("not anchored")
@@ -163,10 +183,7 @@ async fn an_anchor_dropped_by_a_reorganisation_is_noticed_and_sent_again() {
     let head = s.head(4);
     let before = s.node.snapshot().await;
     let submission = sent(anchorer.submit(&head, 1).await.unwrap());
-    let Progress::Anchored(receipt) = anchorer
-        .progress(&head.gateway, &submission, 2)
-        .await
-        .unwrap()
+    let Progress::Anchored(receipt) = once_mined(&anchorer, &head.gateway, &submission, 2).await
     else {
         panic!("not anchored")
     };
@@ -184,7 +201,7 @@ async fn an_anchor_dropped_by_a_reorganisation_is_noticed_and_sent_again() {
     );
     let again = sent(anchorer.submit(&head, 4).await.unwrap());
     assert!(matches!(
-        anchorer.progress(&head.gateway, &again, 5).await.unwrap(),
+        once_mined(&anchorer, &head.gateway, &again, 5).await,
         Progress::Anchored(_)
     ));
 }
