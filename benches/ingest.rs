@@ -130,6 +130,7 @@ async fn measure(
                 RecipientKey::generate().unwrap().public(),
             ],
             seal: SealPolicy::default(),
+            disk_floor: 0,
         },
         devices,
         detect: Default::default(),

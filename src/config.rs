@@ -87,7 +87,15 @@ pub struct ChainConfig {
     pub recipients: Vec<RecipientPublic>,
     /// When blocks are sealed.
     pub seal: SealPolicy,
+    /// Free bytes the ledger's file system should keep: below it the
+    /// gateway is not ready (`/readyz`) and says so, before the disk is
+    /// actually full and storage has to refuse readings.
+    pub disk_floor: u64,
 }
+
+/// The default [`ChainConfig::disk_floor`]: a day of a busy home's
+/// readings many times over, and small next to any SD card.
+pub const DEFAULT_DISK_FLOOR: u64 = 256 << 20;
 
 /// How the gateway reaches its MQTT broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,6 +268,7 @@ struct RawChain {
     recipients: Vec<String>,
     seal_readings: Option<u64>,
     seal_interval_secs: Option<u64>,
+    disk_floor_mb: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -869,6 +878,16 @@ impl Config {
                 ));
             }
         };
+        let disk_floor = match raw.disk_floor_mb {
+            None => DEFAULT_DISK_FLOOR,
+            Some(n) if n <= 1 << 20 => n << 20,
+            Some(n) => {
+                return Err(err(
+                    "chain.disk_floor_mb",
+                    format!("{n} (expected 0 to {} MiB)", 1 << 20),
+                ));
+            }
+        };
         Ok(ChainConfig {
             directory: base.join(raw.directory),
             identity: base.join(raw.identity),
@@ -877,6 +896,7 @@ impl Config {
                 max_readings,
                 max_age,
             },
+            disk_floor,
         })
     }
 

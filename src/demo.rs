@@ -194,6 +194,7 @@ fn demo_chain(dir: &Path) -> Result<ChainConfig, DemoError> {
             max_age: DEMO_SEAL_INTERVAL,
             ..SealPolicy::default()
         },
+        disk_floor: crate::config::DEFAULT_DISK_FLOOR,
     })
 }
 

@@ -17,6 +17,7 @@ use crate::deliver::mqtt::{self as mqtt_sink, StatusBoard, Topics};
 use crate::deliver::signature::{Secret, SecretError};
 use crate::deliver::webhook::{self, Webhook, WebhookSetupError};
 use crate::detect::{self, DetectSnapshot};
+use crate::health::{Health, HealthSettings, Observed};
 use crate::ingest::{self, IngestSnapshot};
 use crate::source;
 use crate::store::{self, ReadingStore, StoreSnapshot};
@@ -44,6 +45,8 @@ pub struct Gateway {
     pub mqtt_server: Option<SocketAddr>,
     /// Where the HTTP API listens, if it runs.
     pub http: Option<SocketAddr>,
+    /// Liveness, readiness and metrics, read from the stages.
+    pub health: Health,
     /// The gateway's id in alert topics and messages.
     pub gateway_id: String,
     sources: JoinSet<()>,
@@ -281,9 +284,45 @@ impl Gateway {
             store_snap_tx,
         ));
 
+        let direct = source::ble::BleDevices::new(&config.devices, BleLink::Direct);
+        let mqtt_client = config.mqtt.as_ref().filter(|_| config.uses_mqtt());
+        let serial = config
+            .devices
+            .iter()
+            .filter(|d| d.profile.transport == Transport::Serial);
+        let health = Health::new(
+            Observed {
+                ingest: ingest_snap_rx.clone(),
+                store: store_snap_rx.clone(),
+                detect: detect_snap_rx.clone(),
+                alerts: alert_snap_rx.clone(),
+                anchors: anchors.clone(),
+            },
+            HealthSettings {
+                ledger: config.chain.directory.clone(),
+                disk_floor: config.chain.disk_floor,
+                expected_links: serial.clone().count()
+                    + usize::from(listener.is_some())
+                    + usize::from(mqtt_client.is_some())
+                    + usize::from(!direct.is_empty()),
+                devices: config.devices.len(),
+            },
+        );
+
         let mut sources = JoinSet::new();
         if let Some(listener) = http_listener {
-            sources.spawn(crate::http::run(listener, acks_tx.clone(), cancel.clone()));
+            sources.spawn(crate::http::run(
+                listener,
+                acks_tx.clone(),
+                health.clone(),
+                cancel.clone(),
+            ));
+        }
+        if matches!(clock, Clock::System) {
+            sources.spawn(crate::clock::sync::watch(
+                crate::clock::ClockSync::default(),
+                cancel.clone(),
+            ));
         }
         drop(acks_tx);
         if let Some(listener) = listener {
@@ -294,7 +333,7 @@ impl Gateway {
                 cancel.clone(),
             ));
         }
-        if let Some(mqtt) = config.mqtt.as_ref().filter(|_| config.uses_mqtt()) {
+        if let Some(mqtt) = mqtt_client {
             let options = source::mqtt::options(mqtt)?;
             sources.spawn(source::mqtt::run(
                 options,
@@ -303,18 +342,13 @@ impl Gateway {
                 cancel.clone(),
             ));
         }
-        for d in config
-            .devices
-            .iter()
-            .filter(|d| d.profile.transport == Transport::Serial)
-        {
+        for d in serial {
             sources.spawn(source::serial::run(
                 d.clone(),
                 batch_tx.clone(),
                 cancel.clone(),
             ));
         }
-        let direct = source::ble::BleDevices::new(&config.devices, BleLink::Direct);
         if !direct.is_empty() {
             sources.spawn(source::ble::run_direct(
                 direct,
@@ -338,6 +372,7 @@ impl Gateway {
             anchors,
             mqtt_server,
             http,
+            health,
             gateway_id,
             sources,
             pipeline,

@@ -3,7 +3,9 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /healthz` | `ok` while the daemon runs |
+//! | `GET /healthz` | 200 `ok` while the pipeline runs; 503 with the reason when a stage stopped or storage is stuck |
+//! | `GET /readyz` | 200 when storage is writable, the disk above its floor and every source link up; 503 otherwise; JSON with each check either way |
+//! | `GET /metrics` | Prometheus text format (`health/metrics.rs`; names in docs/OPERATIONS.md) |
 //! | `POST /alerts/ack` | a signed acknowledgement (`alert/ack.rs`); answers 200 with the alert id, or 400 malformed or stale, 401 bad signature, 403 not accepted, 404 no such open alert, 409 already acknowledged (with by whom) |
 //!
 //! The endpoint only forwards: the alert stage checks the signature and
@@ -11,6 +13,7 @@
 
 use crate::alert::AckRefused;
 use crate::deliver::mqtt::AckIn;
+use crate::health::Health;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -30,15 +33,61 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 struct Api {
     acks: mpsc::Sender<AckIn>,
+    health: Health,
 }
 
 /// The API's routes.
-fn router(acks: mpsc::Sender<AckIn>) -> Router {
+fn router(acks: mpsc::Sender<AckIn>, health: Health) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(alive))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .route("/alerts/ack", post(acknowledge))
         .layer(DefaultBodyLimit::max(crate::alert::ack::MAX_BYTES))
-        .with_state(Api { acks })
+        .with_state(Api { acks, health })
+}
+
+async fn alive(State(api): State<Api>) -> Response {
+    match api.health.alive() {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+    }
+}
+
+async fn ready(State(api): State<Api>) -> Response {
+    let health = api.health.clone();
+    // The free-space check is a syscall on a possibly slow SD card.
+    let Ok(readiness) = tokio::task::spawn_blocking(move || health.readiness()).await else {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"ready": false, "error": "the check failed"}),
+        );
+    };
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(
+        status,
+        serde_json::to_value(&readiness).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    let health = api.health.clone();
+    match tokio::task::spawn_blocking(move || health.metrics()).await {
+        Ok(page) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                crate::health::exposition::CONTENT_TYPE,
+            )],
+            page,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
@@ -114,6 +163,7 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
 pub async fn run(
     listener: std::net::TcpListener,
     acks: mpsc::Sender<AckIn>,
+    health: Health,
     cancel: CancellationToken,
 ) {
     let listener = match TcpListener::from_std(listener) {
@@ -123,7 +173,7 @@ pub async fn run(
             return;
         }
     };
-    let app = router(acks);
+    let app = router(acks, health);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await

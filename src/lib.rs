@@ -29,6 +29,7 @@ pub mod demo;
 pub mod detect;
 pub mod fhir;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod http_client;
 pub mod ingest;

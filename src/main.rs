@@ -348,6 +348,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 let cancel = CancellationToken::new();
                 let ledger = vitalgate::store::open_ledger(&config.chain)?;
                 let gateway = Gateway::start(&config, ledger, cancel.clone())?;
+                // Storage is open and every source started: ready, as far
+                // as systemd's Type=notify is concerned.
+                vitalgate::health::watchdog::ready(&gateway.health);
+                let watchdog = tokio::spawn(vitalgate::health::watchdog::run(
+                    gateway.health.clone(),
+                    cancel.clone(),
+                ));
                 let view = live.then(|| {
                     tokio::spawn(vitalgate::view::run(
                         gateway.ingest.clone(),
@@ -359,7 +366,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 });
                 shutdown_signal().await;
                 tracing::info!("stopping");
+                vitalgate::health::watchdog::stopping();
                 cancel.cancel();
+                let _ = watchdog.await;
                 gateway.join().await;
                 if let Some(v) = view {
                     let _ = v.await;

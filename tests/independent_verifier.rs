@@ -25,31 +25,14 @@ fn verifier() -> PathBuf {
         .join("verify.py")
 }
 
-/// A Python 3 that has cbor2 and cryptography: `$VITALGATE_PYTHON` when set,
-/// else `python3` on the PATH, else `/usr/bin/python3` (where Debian's
-/// packages install them when the PATH's `python3` is another interpreter,
-/// such as a pyenv or virtualenv one). Never skips: without one the test
-/// fails and says how to get one.
+/// A Python 3 that has cbor2 and cryptography (`common::python`).
 fn python() -> &'static str {
     static PYTHON: OnceLock<String> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let candidates: Vec<String> = match std::env::var("VITALGATE_PYTHON") {
-            Ok(p) => vec![p],
-            Err(_) => vec!["python3".into(), "/usr/bin/python3".into()],
-        };
-        for candidate in &candidates {
-            let ok = Command::new(candidate)
-                .args(["-c", "import cbor2, cryptography"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if ok {
-                return candidate.clone();
-            }
-        }
-        panic!(
-            "no Python 3 with the cbor2 and cryptography modules (tried {candidates:?}); \
-             .ci/run installs them (apt-get install python3 python3-cbor2 python3-cryptography)"
-        );
+        common::python::with_modules(
+            "cbor2 cryptography",
+            "python3 python3-cbor2 python3-cryptography",
+        )
     })
 }
 

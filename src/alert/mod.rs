@@ -104,6 +104,9 @@ pub struct AlertSnapshot {
     pub outbox: usize,
     /// Age of the oldest waiting message, ms.
     pub oldest_waiting_ms: Option<i64>,
+    /// When the oldest waiting message was made (its age at any later
+    /// time, for metrics between snapshots).
+    pub oldest_waiting_since: Option<Timestamp>,
     /// The outbox could not be written: what is waiting lives in memory
     /// only until the disk works again.
     pub unsaved: bool,
@@ -219,11 +222,14 @@ impl AlertStage {
         match &result {
             Ok(id) => {
                 self.snapshot.acks += 1;
-                tracing::info!(alert = %id, via = %ack.via, "alert acknowledged");
+                tracing::info!(alert = %log_ref(id), via = %ack.via, "alert acknowledged");
             }
             Err(e) => {
                 *self.snapshot.acks_refused.entry(e.reason()).or_default() += 1;
-                tracing::warn!(via = %ack.via, reason = e.reason(), error = %e, "acknowledgement refused");
+                // The error may name the alert (its id names the patient):
+                // only at debug level.
+                tracing::warn!(via = %ack.via, reason = e.reason(), "acknowledgement refused");
+                tracing::debug!(via = %ack.via, error = %e, "acknowledgement refused");
             }
         }
         if let Some(reply) = ack.reply {
@@ -250,7 +256,7 @@ impl AlertStage {
         match &outcome.result {
             Ok(()) => {
                 if let Some(message_id) = self.outbox.delivered(outcome.seq, &link.name) {
-                    tracing::info!(sink = %link.name, message = %message_id, "alert delivered");
+                    tracing::info!(sink = %link.name, message = %log_ref(&message_id), "alert delivered");
                     let receipt =
                         message::render_delivery(&message_id, &link.name, self.clock.now());
                     self.audit_backlog.push_back(receipt);
@@ -463,10 +469,10 @@ impl AlertStage {
             .sort_by(|a, b| (b.severity, a.since.0).cmp(&(a.severity, b.since.0)));
         let outbox = &self.outbox;
         s.outbox = outbox.len();
-        s.oldest_waiting_ms = outbox
-            .pending()
-            .map(|p| now.millis() - p.created.millis())
-            .max();
+        s.oldest_waiting_since = outbox.pending().map(|p| p.created).min();
+        s.oldest_waiting_ms = s
+            .oldest_waiting_since
+            .map(|created| now.millis() - created.millis());
         s.unsaved = outbox.unsaved();
         s.sinks = self
             .sinks
@@ -482,31 +488,57 @@ impl AlertStage {
     }
 }
 
+/// How an alert or message id appears in logs at the default level: `a-`
+/// and 12 hex digits of its SHA-256, then the `#seq` of a message id. An
+/// alert id names the patient and the condition (`kind/patient/...`), and
+/// the journal of a stolen gateway must not tell its patient's history;
+/// whoever holds the id (the hospital, `vitalgate open --alerts`) can
+/// compute the reference and find the line.
+pub fn log_ref(id: &str) -> String {
+    use sha2::Digest;
+    let (alert, seq) = match id.rsplit_once('#') {
+        Some((alert, seq)) => (alert, Some(seq)),
+        None => (id, None),
+    };
+    let digest = sha2::Sha256::digest(alert.as_bytes());
+    let mut out = format!("a-{}", hex::encode(&digest[..6]));
+    if let Some(seq) = seq {
+        out.push('#');
+        out.push_str(seq);
+    }
+    out
+}
+
 fn log_event(name: &str, alert: &vitalgate_detect::alert::Alert) {
-    // No vital values at the default level: the kind, severity and ids
-    // say what happened; the values are in the message and the ledger.
+    // No health data at the default level (no value, no patient, no
+    // condition): the event, category, tier and an opaque reference say
+    // that something needs attention; what it is is in the alert messages
+    // and the ledger, and at debug level here.
     let clinical = alert.category == Category::Clinical;
+    let reference = log_ref(&alert.id);
     match name {
         "raised" | "reopened" | "escalated" | "worsened" if clinical => tracing::warn!(
             event = name,
-            alert = %alert.id,
-            patient = %alert.key.patient,
-            kind = alert.key.kind.name(),
-            severity = ?alert.severity,
+            alert = %reference,
             tier = alert.tier,
             "clinical alert"
         ),
         _ => tracing::info!(
             event = name,
-            alert = %alert.id,
-            patient = %alert.key.patient,
-            kind = alert.key.kind.name(),
-            severity = ?alert.severity,
+            alert = %reference,
             tier = alert.tier,
             category = ?alert.category,
             "alert"
         ),
     }
+    tracing::debug!(
+        event = name,
+        alert = %alert.id,
+        reference = %reference,
+        kind = alert.key.kind.name(),
+        severity = ?alert.severity,
+        "alert details"
+    );
 }
 
 /// Run the stage until detection drops its sender: then save, hand the
@@ -560,4 +592,19 @@ pub async fn run(
         }
     }
     snapshots.send_replace(stage.snapshot());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_ref;
+
+    #[test]
+    fn a_log_reference_hides_the_patient_and_condition_and_keeps_the_message_sequence() {
+        let alert = "hypoxaemia/patient-0001/ox-1/1700000000000";
+        let r = log_ref(alert);
+        assert!(r.starts_with("a-") && r.len() == 14, "{r}");
+        assert!(!r.contains("patient") && !r.contains("hypox"));
+        assert_eq!(log_ref(&format!("{alert}#3")), format!("{r}#3"));
+        assert_ne!(log_ref("news2/patient-0002/-/1"), r);
+    }
 }

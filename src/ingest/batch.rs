@@ -22,12 +22,61 @@ pub struct Batch {
     /// Completed once the batch's readings are stored; an MQTT source
     /// acknowledges the message only then.
     pub stored: Option<oneshot::Sender<Commit>>,
+    /// A connection of the source came up or went down. It travels with
+    /// the data, in order, so the counters never show a reading from a
+    /// link that is still marked down.
+    pub link: Option<LinkEvent>,
 }
 
 impl Batch {
     /// True when there is nothing to check, count or store.
     pub fn is_empty(&self) -> bool {
-        self.readings.is_empty() && self.statuses.is_empty() && self.rejections.is_empty()
+        self.readings.is_empty()
+            && self.statuses.is_empty()
+            && self.rejections.is_empty()
+            && self.link.is_none()
+    }
+
+    /// A batch that only reports a link's state.
+    pub fn link(link: LinkEvent) -> Batch {
+        Batch {
+            link: Some(link),
+            ..Batch::default()
+        }
+    }
+}
+
+/// A source's connection came up or went down: a serial port opened or
+/// lost, the MQTT broker connected or gone, the gateway's MQTT server
+/// listening, the Bluetooth adapter ready or gone. Readiness (`/readyz`)
+/// wants every link up; `/metrics` counts how often each came up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkEvent {
+    /// Which link, e.g. `serial:ox-bedroom`, `mqtt:broker.local:1883`.
+    pub link: Arc<str>,
+    /// Up or down.
+    pub up: bool,
+    /// Why it went down (an error message; never vital values).
+    pub detail: Option<String>,
+}
+
+impl LinkEvent {
+    /// `link` is up.
+    pub fn up(link: &Arc<str>) -> LinkEvent {
+        LinkEvent {
+            link: Arc::clone(link),
+            up: true,
+            detail: None,
+        }
+    }
+
+    /// `link` is down, because of `why`.
+    pub fn down(link: &Arc<str>, why: impl ToString) -> LinkEvent {
+        LinkEvent {
+            link: Arc::clone(link),
+            up: false,
+            detail: Some(why.to_string()),
+        }
     }
 }
 

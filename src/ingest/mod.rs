@@ -8,8 +8,10 @@
 mod batch;
 mod stats;
 
-pub use batch::{Batch, DeviceStatus, Rejection};
-pub use stats::{DeviceView, IngestSnapshot, IngestStats, Latest, RejectLog, UNKNOWN_DEVICE};
+pub use batch::{Batch, DeviceStatus, LinkEvent, Rejection};
+pub use stats::{
+    DeviceView, IngestSnapshot, IngestStats, Latest, LinkView, RejectLog, UNKNOWN_DEVICE,
+};
 
 use crate::detect::DetectInput;
 use crate::store::StoreRequest;
@@ -75,8 +77,18 @@ struct Checked {
 }
 
 /// Check and count one batch, turning it into a storage request.
-fn check(batch: Batch, stats: &mut IngestStats, log: &mut RejectLog) -> Checked {
+fn check(mut batch: Batch, stats: &mut IngestStats, log: &mut RejectLog) -> Checked {
     let now = Instant::now();
+    if let Some(link) = &batch.link {
+        stats.link(link);
+    }
+    // Stamped by a gateway clock not known to be right: say so in the
+    // stored reading (the device's own time, if any, is kept beside it).
+    if !batch.readings.is_empty() && !crate::clock::trusted() {
+        for r in &mut batch.readings {
+            r.quality.set(Quality::CLOCK_UNSYNCED, true);
+        }
+    }
     for r in &batch.rejections {
         stats.rejected(r.device.as_ref(), r.reason);
         log.warn(r.device.as_ref(), r.reason, now, || {

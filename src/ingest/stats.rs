@@ -1,6 +1,7 @@
 //! Ingest counters and the latest values, owned by the ingest task alone
 //! and published as snapshots (no shared mutable state).
 
+use super::LinkEvent;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,6 +22,24 @@ pub struct IngestSnapshot {
     pub rejected: BTreeMap<Reject, u64>,
     /// Per device.
     pub devices: BTreeMap<Arc<str>, DeviceView>,
+    /// The sources' connections (serial ports, MQTT broker and server,
+    /// Bluetooth adapter), by name.
+    pub links: BTreeMap<Arc<str>, LinkView>,
+}
+
+/// What the gateway knows of one source connection.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LinkView {
+    /// Up now.
+    pub up: bool,
+    /// Times it came up.
+    pub connects: u64,
+    /// Times it came up again after going down: reconnects.
+    pub reconnects: u64,
+    /// Times it went down.
+    pub disconnects: u64,
+    /// Why it last went down.
+    pub last_error: Option<String>,
 }
 
 impl IngestSnapshot {
@@ -41,6 +60,8 @@ pub struct DeviceView {
     pub invalid: u64,
     /// Rejections attributed to this device.
     pub rejected: u64,
+    /// The same, per reason.
+    pub rejected_by: BTreeMap<Reject, u64>,
     /// Status frames.
     pub statuses: u64,
     /// When the gateway last heard anything from it.
@@ -119,19 +140,51 @@ impl IngestStats {
     /// Count a rejection.
     pub fn rejected(&mut self, device: Option<&Arc<str>>, reason: Reject) {
         *self.snapshot.rejected.entry(reason).or_default() += 1;
-        match device {
-            Some(id) => self.device(id).rejected += 1,
+        let d = match device {
+            Some(id) => self.device(id),
             // Unknown topics can arrive in floods: no allocation per count.
-            None => match self.snapshot.devices.get_mut(UNKNOWN_DEVICE) {
-                Some(d) => d.rejected += 1,
-                None => {
-                    let d = DeviceView {
-                        rejected: 1,
-                        ..DeviceView::default()
-                    };
-                    self.snapshot.devices.insert(Arc::from(UNKNOWN_DEVICE), d);
+            None => {
+                if !self.snapshot.devices.contains_key(UNKNOWN_DEVICE) {
+                    self.snapshot
+                        .devices
+                        .insert(Arc::from(UNKNOWN_DEVICE), DeviceView::default());
                 }
-            },
+                match self.snapshot.devices.get_mut(UNKNOWN_DEVICE) {
+                    Some(d) => d,
+                    None => return,
+                }
+            }
+        };
+        d.rejected += 1;
+        *d.rejected_by.entry(reason).or_default() += 1;
+    }
+
+    /// Note a source connection coming up or going down.
+    pub fn link(&mut self, event: &LinkEvent) {
+        let view = match self.snapshot.links.get_mut(&event.link) {
+            Some(v) => v,
+            None => self
+                .snapshot
+                .links
+                .entry(Arc::clone(&event.link))
+                .or_default(),
+        };
+        match (view.up, event.up) {
+            (false, true) => {
+                view.up = true;
+                if view.connects > 0 {
+                    view.reconnects += 1;
+                }
+                view.connects += 1;
+            }
+            (true, false) => {
+                view.up = false;
+                view.disconnects += 1;
+                view.last_error.clone_from(&event.detail);
+            }
+            // Still down: a new reason to show.
+            (false, false) => view.last_error.clone_from(&event.detail),
+            (true, true) => {}
         }
     }
 

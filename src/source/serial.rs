@@ -8,13 +8,13 @@
 
 use super::backoff::Backoff;
 use crate::config::Device;
-use crate::ingest::Batch;
+use crate::ingest::{Batch, LinkEvent};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_serial::{DataBits, Parity, SerialPortBuilderExt, SerialStream, StopBits};
 use tokio_util::sync::CancellationToken;
-use vitalgate_devices::Timestamp;
 use vitalgate_devices::decode::{Decoder, StreamDecoder};
 use vitalgate_devices::profile::{self, SerialSettings};
 
@@ -38,6 +38,7 @@ pub async fn run(device: Device, batches: mpsc::Sender<Batch>, cancel: Cancellat
     let commands = device.profile.format.host_commands();
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let path = port.display().to_string();
+    let link: Arc<str> = Arc::from(format!("serial:{}", device.id));
     loop {
         if cancel.is_cancelled() {
             return;
@@ -45,6 +46,9 @@ pub async fn run(device: Device, batches: mpsc::Sender<Batch>, cancel: Cancellat
         match open(&path, &settings) {
             Ok(mut stream) => {
                 tracing::info!(device = %device.id, port = %path, baud = settings.baud, "serial port open");
+                if !send(&batches, Batch::link(LinkEvent::up(&link)), &cancel).await {
+                    return;
+                }
                 let outcome = read_until_closed(
                     &device,
                     &mut stream,
@@ -56,13 +60,17 @@ pub async fn run(device: Device, batches: mpsc::Sender<Batch>, cancel: Cancellat
                 )
                 .await;
                 let mut batch = Batch::default();
-                let now = Timestamp::now();
+                let now = crate::clock::now();
                 decoder.finish(&mut |d| super::bind(d, &device, now, &mut batch));
                 let _ = send(&batches, batch, &cancel).await;
                 match outcome {
                     Closed::Cancelled => return,
                     Closed::Lost(why) => {
-                        tracing::warn!(device = %device.id, port = %path, "serial device lost ({why}); re-opening")
+                        tracing::warn!(device = %device.id, port = %path, "serial device lost ({why}); re-opening");
+                        if !send(&batches, Batch::link(LinkEvent::down(&link, why)), &cancel).await
+                        {
+                            return;
+                        }
                     }
                 }
             }
@@ -70,6 +78,9 @@ pub async fn run(device: Device, batches: mpsc::Sender<Batch>, cancel: Cancellat
                 // Loud on the first failure, then quiet until it recovers.
                 if backoff.attempts() == 0 {
                     tracing::warn!(device = %device.id, port = %path, error = %e, "cannot open serial port; retrying with backoff");
+                    if !send(&batches, Batch::link(LinkEvent::down(&link, &e)), &cancel).await {
+                        return;
+                    }
                 } else {
                     tracing::debug!(device = %device.id, port = %path, error = %e, "cannot open serial port");
                 }
@@ -127,7 +138,7 @@ async fn read_until_closed(
                     Err(e) => return Closed::Lost(e.to_string()),
                 };
                 backoff.reset();
-                let now = Timestamp::now();
+                let now = crate::clock::now();
                 let mut batch = Batch::default();
                 decoder.feed(&buf[..n], &mut |d| super::bind(d, device, now, &mut batch));
                 if !batch.is_empty() && !send(batches, batch, cancel).await {

@@ -51,7 +51,7 @@ fn store_error(e: LedgerError) -> StoreError {
 
 impl ReadingStore for Ledger {
     fn append(&mut self, batches: &[&[Reading]]) -> Result<(), StoreError> {
-        Ledger::append(self, batches, Timestamp::now()).map_err(store_error)
+        Ledger::append(self, batches, crate::clock::now()).map_err(store_error)
     }
 
     fn append_alerts(&mut self, messages: &[&[u8]]) -> Result<(), StoreError> {
@@ -72,11 +72,11 @@ impl ReadingStore for Ledger {
         if valid.is_empty() {
             return Ok(());
         }
-        Ledger::append_alerts(self, &valid, Timestamp::now()).map_err(store_error)
+        Ledger::append_alerts(self, &valid, crate::clock::now()).map_err(store_error)
     }
 
     fn maintain(&mut self) -> Result<Maintained, StoreError> {
-        match self.seal_if_due(Timestamp::now()).map_err(store_error)? {
+        match self.seal_if_due(crate::clock::now()).map_err(store_error)? {
             Some(sealed) => {
                 tracing::info!(
                     height = sealed.header.height,
@@ -96,7 +96,7 @@ impl ReadingStore for Ledger {
 
     fn close(&mut self) -> Result<Maintained, StoreError> {
         let sealed = self
-            .seal(SealReason::Shutdown, Timestamp::now())
+            .seal(SealReason::Shutdown, crate::clock::now())
             .map_err(store_error)?;
         if let Some(s) = &sealed {
             tracing::info!(

@@ -33,7 +33,7 @@ pub type Commit = Result<(), StoreError>;
 
 /// How often the backend gets a chance to do timed work (sealing a block
 /// that reached its age) when no readings arrive.
-const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
+pub const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
 
 /// Why readings could not be stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,8 +133,10 @@ pub struct StoreSnapshot {
     /// True while storage refuses readings (disk full, I/O failing):
     /// sources stop acknowledging until it recovers.
     pub failing: Option<String>,
-    /// Blocks sealed (the ledger's height).
+    /// Blocks in the ledger (its height).
     pub blocks: u64,
+    /// Blocks sealed since the start.
+    pub sealed: u64,
     /// Bytes the store occupies on disk.
     pub bytes: u64,
     /// Readings committed per device.
@@ -148,6 +150,11 @@ pub struct StoreSnapshot {
     /// The newest signed tree head (COSE_Sign1), for the anchor stage.
     #[serde(skip)]
     pub tree_head: Option<Arc<[u8]>>,
+    /// When the stage last came round to its timed work (every
+    /// [`MAINTAIN_EVERY`] while it runs): a stage stuck in a write stops
+    /// moving it, and the service watchdog notices.
+    #[serde(skip)]
+    pub alive_at: Option<tokio::time::Instant>,
 }
 
 /// Settings of the storage stage.
@@ -229,6 +236,7 @@ pub async fn run<S: ReadingStore>(
         s.blocks = store.blocks();
         s.bytes = store.bytes();
         s.tree_head = store.tree_head();
+        s.alive_at = Some(tokio::time::Instant::now());
     });
     let mut stage = Stage {
         store: Some(store),
@@ -275,6 +283,9 @@ pub async fn run<S: ReadingStore>(
                 if !stage.blocking(S::maintain).await {
                     break;
                 }
+                stage
+                    .snapshots
+                    .send_modify(|s| s.alive_at = Some(tokio::time::Instant::now()));
             }
         }
     }
@@ -440,15 +451,16 @@ impl<S: ReadingStore> Stage<S> {
         blocks: u64,
         bytes: Option<u64>,
     ) {
-        let head = match &outcome {
-            Ok(m) => m.tree_head.clone(),
+        let (head, sealed) = match &outcome {
+            Ok(m) => (m.tree_head.clone(), m.sealed),
             Err(e) => {
                 self.failure.failed(0, e);
-                None
+                (None, 0)
             }
         };
         self.snapshots.send_modify(|s| {
             s.blocks = blocks;
+            s.sealed += sealed;
             if let Some(bytes) = bytes {
                 s.bytes = bytes;
             }

@@ -4,6 +4,7 @@
 pub mod anvil;
 pub mod mosquitto;
 pub mod publisher;
+pub mod python;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};
@@ -114,6 +115,7 @@ pub fn unused_chain() -> ChainConfig {
         identity: PathBuf::from("/nonexistent/identity.key"),
         recipients: vec![RecipientKey::generate().unwrap().public()],
         seal: SealPolicy::default(),
+        disk_floor: 0,
     }
 }
 
@@ -133,6 +135,7 @@ pub fn ledger_chain(dir: &Path) -> ChainConfig {
         identity,
         recipients: vec![recipient.public()],
         seal: SealPolicy::default(),
+        disk_floor: 0,
     }
 }
 

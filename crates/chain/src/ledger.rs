@@ -333,6 +333,10 @@ pub struct Ledger {
     frontier: Frontier,
     open: Option<OpenBlock>,
     watermarks: HashMap<Series, Timestamp>,
+    /// When the newest block was sealed: no later block or tree head is
+    /// stamped earlier, whatever the clock did across a restart (a
+    /// Raspberry Pi without a real-time clock may boot in the past).
+    last_sealed: Timestamp,
 }
 
 /// The readings count and time range stored in front of a pending record,
@@ -365,6 +369,7 @@ impl Ledger {
             frontier: Frontier::new(),
             open: None,
             watermarks: HashMap::new(),
+            last_sealed: Timestamp(i64::MIN),
         };
         ledger.load()?;
         Ok(ledger)
@@ -664,6 +669,8 @@ impl Ledger {
         let Some(block) = &self.open else {
             return Ok(None);
         };
+        // Never stamped before the block it follows (see `last_sealed`).
+        let now = now.max(self.last_sealed);
         let mut write = sled::Batch::default();
         let (leaves, recipients) = match &block.key {
             Some(_) => self.compact(block, &mut write)?,
@@ -708,6 +715,7 @@ impl Ledger {
         self.open = None;
         self.size = tree_head.size;
         self.last_hash = hash;
+        self.last_sealed = now;
         self.frontier = frontier;
         self.flush()?;
         Ok(Some(Sealed {
@@ -857,7 +865,7 @@ impl Ledger {
     }
 
     /// The stored tip must be the block the state says it is.
-    fn check_tip(&self) -> Result<(), LedgerError> {
+    fn check_tip(&mut self) -> Result<(), LedgerError> {
         if self.size == 0 {
             return Ok(());
         }
@@ -866,7 +874,12 @@ impl Ledger {
             .get(keys::header(self.size - 1))
             .map_err(|e| storage_error(&self.path, e))?;
         match tip {
-            Some(signed) if block_hash(&signed) == self.last_hash => Ok(()),
+            Some(signed) if block_hash(&signed) == self.last_hash => {
+                if let Ok((_, header)) = BlockHeader::decode(&signed) {
+                    self.last_sealed = header.sealed_at;
+                }
+                Ok(())
+            }
             Some(_) => Err(corrupt(
                 &self.path,
                 format!(

@@ -233,3 +233,27 @@ fn a_ledger_in_use_is_named_as_such_after_waiting_for_it() {
     // It waited for a handle being dropped to let go, then gave up.
     assert!(started.elapsed() >= std::time::Duration::from_secs(2));
 }
+
+#[test]
+fn a_clock_set_back_across_a_restart_never_stamps_a_block_before_the_one_it_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = open(dir.path(), 1000);
+    ledger
+        .append(&[&[reading("ox-1", 0)]], Timestamp(2_000_000_000_000))
+        .unwrap();
+    ledger
+        .seal(SealReason::Size, Timestamp(2_000_000_000_000))
+        .unwrap();
+    drop(ledger);
+    // The gateway boots with its clock an hour behind.
+    let mut ledger = open(dir.path(), 1000);
+    let behind = Timestamp(2_000_000_000_000 - 3_600_000);
+    ledger.append(&[&[reading("ox-1", 1)]], behind).unwrap();
+    let sealed = ledger.seal(SealReason::Size, behind).unwrap().unwrap();
+    assert_eq!(sealed.header.sealed_at, Timestamp(2_000_000_000_000));
+    assert_eq!(sealed.tree_head.time, Timestamp(2_000_000_000_000));
+    assert_eq!(sealed.header.height, 1, "appended in arrival order");
+    drop(ledger);
+    let reader = LedgerReader::open(dir.path()).unwrap();
+    verify::verify(&reader, &identity().public()).unwrap();
+}

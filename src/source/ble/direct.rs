@@ -22,16 +22,16 @@
 
 use super::central::{Central, CentralError, CentralEvent, Events, Peripheral};
 use super::{BleDevices, GattValue};
-use crate::ingest::Batch;
+use crate::ingest::{Batch, LinkEvent};
 use crate::source::backoff::Backoff;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::mem::Discriminant;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use vitalgate_devices::Timestamp;
 use vitalgate_devices::gatt::{Address, Characteristic, Delivery};
 
 /// First retry of a device after it dropped: soon, since a strap
@@ -84,6 +84,7 @@ pub async fn run<C: Central>(
     };
     let mut backoff = Backoff::new(ADAPTER_BACKOFF_BASE, ADAPTER_BACKOFF_MAX);
     let mut warned: Option<Discriminant<CentralError>> = None;
+    let link: Arc<str> = Arc::from("ble:adapter");
     loop {
         let scanned = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -99,12 +100,20 @@ pub async fn run<C: Central>(
                 );
                 backoff.reset();
                 warned = None;
+                if !transport.report(LinkEvent::up(&link)).await {
+                    return;
+                }
                 match transport.session(adapter, events).await {
                     Ended::Cancelled => return,
-                    Ended::AdapterGone(reason) => tracing::warn!(
-                        reason = %reason,
-                        "Bluetooth adapter gone; every directly connected device is lost until it is back; retrying with backoff"
-                    ),
+                    Ended::AdapterGone(reason) => {
+                        tracing::warn!(
+                            reason = %reason,
+                            "Bluetooth adapter gone; every directly connected device is lost until it is back; retrying with backoff"
+                        );
+                        if !transport.report(LinkEvent::down(&link, reason)).await {
+                            return;
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -119,6 +128,9 @@ pub async fn run<C: Central>(
                         "direct Bluetooth is not available; retrying with backoff (the rest of the gateway runs)"
                     );
                     warned = Some(kind);
+                    if !transport.report(LinkEvent::down(&link, &e)).await {
+                        return;
+                    }
                 } else {
                     tracing::debug!(error = %e, "direct Bluetooth still not available");
                 }
@@ -386,6 +398,15 @@ impl Transport {
         }
     }
 
+    /// Tell ingest the adapter came or went; false once cancelled or the
+    /// pipeline is gone.
+    async fn report(&self, event: LinkEvent) -> bool {
+        tokio::select! {
+            r = self.batches.send(Batch::link(event)) => r.is_ok(),
+            _ = self.cancel.cancelled() => false,
+        }
+    }
+
     /// Decode one value and hand it to ingest; false once cancelled or
     /// the pipeline is gone.
     async fn deliver(&mut self, address: Address, characteristic: u16, value: Vec<u8>) -> bool {
@@ -395,7 +416,7 @@ impl Transport {
             value,
             time: None,
         };
-        let batch = self.devices.decode(&value, Timestamp::now(), self.index);
+        let batch = self.devices.decode(&value, crate::clock::now(), self.index);
         self.index += 1;
         if batch.is_empty() {
             return true;

@@ -136,7 +136,7 @@ pub async fn run_direct(
 #[cfg(not(all(feature = "ble", target_os = "linux")))]
 pub async fn run_direct(
     devices: BleDevices,
-    _batches: mpsc::Sender<Batch>,
+    batches: mpsc::Sender<Batch>,
     _cancel: CancellationToken,
 ) {
     let ids: Vec<String> = devices.iter().map(|d| d.device.id.to_string()).collect();
@@ -144,4 +144,11 @@ pub async fn run_direct(
         devices = ?ids,
         "this build of vitalgate has no direct Bluetooth (built without the `ble` feature, or not for Linux); devices bound with link = \"direct\" will not be read: rebuild with the default features, or bind them through a BLE proxy (link = \"proxy\")"
     );
+    let link = std::sync::Arc::from("ble:adapter");
+    let _ = batches
+        .send(Batch::link(crate::ingest::LinkEvent::down(
+            &link,
+            "this build has no direct Bluetooth",
+        )))
+        .await;
 }

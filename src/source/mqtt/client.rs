@@ -15,12 +15,13 @@
 
 use super::{Devices, MAX_PACKET_BYTES};
 use crate::config::{Device, MqttConfig};
-use crate::ingest::Batch;
+use crate::ingest::{Batch, LinkEvent};
 use crate::source::backoff::Backoff;
 use crate::store::Commit;
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport,
 };
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -121,6 +122,8 @@ pub async fn run(
     if devices.is_empty() {
         return;
     }
+    let (host, port) = options.broker_address();
+    let link: Arc<str> = Arc::from(format!("mqtt:{host}:{port}"));
     let inflight = usize::from(options.inflight());
     let (client, mut eventloop) = AsyncClient::new(options, inflight * 2 + 16);
     // Unbounded, yet bounded in practice: an entry is pushed only after its
@@ -152,6 +155,9 @@ pub async fn run(
                     session_present = ack.session_present,
                     "connected to the MQTT broker"
                 );
+                if !send_link(&batches, LinkEvent::up(&link), &cancel).await {
+                    break;
+                }
                 for p in devices.patterns() {
                     if let Err(e) = client.try_subscribe(p.filter(), QoS::AtLeastOnce) {
                         tracing::error!(filter = %p.filter(), error = %e, "cannot subscribe");
@@ -188,7 +194,12 @@ pub async fn run(
                 } else {
                     tracing::debug!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT reconnect failed");
                 }
-                connected = false;
+                let was_connected = std::mem::replace(&mut connected, false);
+                if (was_connected || backoff.attempts() == 1)
+                    && !send_link(&batches, LinkEvent::down(&link, &e), &cancel).await
+                {
+                    break;
+                }
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}
@@ -197,6 +208,19 @@ pub async fn run(
         }
     }
     drain(client, eventloop, acks_tx, acker).await;
+}
+
+/// Report a link event to ingest unless cancelled first; false when the
+/// pipeline is gone.
+async fn send_link(
+    batches: &mpsc::Sender<Batch>,
+    event: LinkEvent,
+    cancel: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        r = batches.send(Batch::link(event)) => r.is_ok(),
+        _ = cancel.cancelled() => false,
+    }
 }
 
 /// Let the acknowledging task finish what storage has already answered,

@@ -83,7 +83,7 @@ impl Devices {
 
     /// Decode one message into a batch, rejecting what does not belong.
     pub fn decode(&mut self, topic: &str, payload: &[u8], index: u64) -> Batch {
-        let received = Timestamp::now();
+        let received = crate::clock::now();
         let mut batch = Batch::default();
         let reject =
             |batch: &mut Batch, device: Option<Arc<str>>, reason: Reject, detail: String| {

@@ -20,7 +20,7 @@
 
 use super::connection::Connection;
 use crate::config::Device;
-use crate::ingest::Batch;
+use crate::ingest::{Batch, LinkEvent};
 use crate::source::backoff::Backoff;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -82,13 +82,27 @@ pub async fn run(
     batches: mpsc::Sender<Batch>,
     cancel: CancellationToken,
 ) {
+    let link: Arc<str> = Arc::from(match listener.local_addr() {
+        Ok(addr) => format!("mqtt-server:{addr}"),
+        Err(_) => "mqtt-server".to_owned(),
+    });
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "cannot serve MQTT devices");
+            let _ = batches.send(Batch::link(LinkEvent::down(&link, e))).await;
             return;
         }
     };
+    // Listening: devices can publish (their own connections come and go,
+    // as devices do, and are not the gateway's links).
+    if batches
+        .send(Batch::link(LinkEvent::up(&link)))
+        .await
+        .is_err()
+    {
+        return;
+    }
     let devices: Arc<[Device]> = devices.into();
     let (events_tx, mut events) = mpsc::channel::<ServerEvent>(64);
     let mut clients: HashMap<String, (u64, CancellationToken)> = HashMap::new();
