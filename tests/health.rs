@@ -368,3 +368,71 @@ kill -TERM $pid; wait $pid
     let log = std::fs::read_to_string(step("gateway.log")).unwrap();
     assert!(log.contains("stopped cleanly"), "{log}");
 }
+
+/// The service manager's side of `Type=notify`, played by the test: a
+/// datagram socket in `NOTIFY_SOCKET`, a watchdog of 400 ms in
+/// `WATCHDOG_USEC` and `WATCHDOG_PID`, as systemd sets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_tells_systemd_it_is_ready_pets_the_watchdog_and_says_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (mqtt, http) = (common::free_port(), common::free_port());
+    let config = write_config(dir.path(), dir.path(), mqtt, http, 0);
+    // systemd names the watched process in WATCHDOG_PID: the shell's pid
+    // is the daemon's after `exec`.
+    let mut daemon = Daemon(
+        Command::new("sh")
+            .args([
+                "-c",
+                "WATCHDOG_PID=$$ exec \"$0\" run --config \"$1\"",
+                env!("CARGO_BIN_EXE_vitalgate"),
+            ])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "400000")
+            .stderr(std::fs::File::create(dir.path().join("gateway.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 4096];
+    let mut next = || {
+        let n = socket.recv(&mut buf).unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+            panic!("no notification within 30 s ({e}); the gateway said:\n{log}")
+        });
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = next();
+    assert!(first.starts_with("READY=1\n"), "{first:?}");
+    assert!(first.contains("STATUS="), "{first:?}");
+    // Pets every 200 ms (half the period) while the pipeline runs.
+    let mut pets = 0;
+    let mut ready_status = false;
+    let started = std::time::Instant::now();
+    while pets < 5 || !ready_status {
+        let m = next();
+        pets += usize::from(m == "WATCHDOG=1\n");
+        ready_status |= m.starts_with("STATUS=ready: 1 devices, 1 links up");
+        assert!(started.elapsed() < Duration::from_secs(30), "{pets} pets");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "not more often than every half period"
+    );
+    Command::new("kill")
+        .args(["-TERM", &daemon.0.id().to_string()])
+        .status()
+        .unwrap();
+    let stopping = loop {
+        let m = next();
+        if m != "WATCHDOG=1\n" && !m.starts_with("STATUS=ready") {
+            break m;
+        }
+    };
+    assert!(stopping.starts_with("STOPPING=1\n"), "{stopping:?}");
+    assert!(daemon.0.wait().unwrap().success());
+}
