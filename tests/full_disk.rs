@@ -14,7 +14,7 @@ mod common;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const BASE: u64 = 1_763_708_400;
@@ -63,14 +63,6 @@ fn assert_says_full(log: &Path) {
         log.contains("not acknowledging"),
         "and stops acknowledging:\n{log}"
     );
-}
-
-fn unshare_works() -> bool {
-    Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "true"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn messages(range: std::ops::Range<u64>) -> Vec<common::publisher::Message> {
@@ -186,12 +178,7 @@ async fn through_a_broker_on_a_full_disk_nothing_is_lost_and_the_gateway_catches
 }
 
 async fn full_disk(route: Route) {
-    if !unshare_works() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "unshare (util-linux) with user namespaces is needed"
-        );
-        eprintln!("SKIPPED: cannot create a private mount namespace here");
+    if !common::private_mounts() {
         return;
     }
     let mqtt = match &route {
@@ -337,12 +324,7 @@ fn desaturation(range: std::ops::Range<u64>) -> Vec<common::publisher::Message> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_full_disk_an_emergency_still_reaches_the_hospital_and_is_recorded_once_space_returns()
 {
-    if !unshare_works() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "unshare (util-linux) with user namespaces is needed"
-        );
-        eprintln!("SKIPPED: cannot create a private mount namespace here");
+    if !common::private_mounts() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

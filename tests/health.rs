@@ -271,22 +271,9 @@ async fn metrics_parse_as_prometheus_text_and_move_when_readings_arrive_and_are_
     assert!(!log.contains("73.4567"), "a vital value in the log:\n{log}");
 }
 
-fn unshare_works() -> bool {
-    Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "true"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_flips_when_the_ledger_disk_crosses_its_floor_and_back() {
-    if !unshare_works() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "unshare (util-linux) with user namespaces is needed"
-        );
-        eprintln!("SKIPPED: cannot create a private mount namespace here");
+    if !common::private_mounts() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -188,3 +188,22 @@ pub fn keygen(kind: &str, path: &Path) -> String {
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// Whether the test can make a private mount namespace for a small real
+/// disk (`unshare --user --map-root-user --mount`, util-linux, no
+/// privileges). In CI it must; elsewhere the test says it skipped.
+pub fn private_mounts() -> bool {
+    let works = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "unshare (util-linux) with user namespaces is needed"
+        );
+        eprintln!("SKIPPED: cannot create a private mount namespace here");
+    }
+    works
+}
