@@ -317,6 +317,30 @@ pub fn write_keys(
     account: &AccountKey,
     created: &mut Created,
 ) -> Result<()> {
+    write_each(paths, identity, account, created).map_err(|e| {
+        // Most often the command was not run as root.
+        let denied = e.chain().any(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+        });
+        if denied {
+            e.context(format!(
+                "cannot write into {} (run as root, for example with sudo, or as its owner)",
+                paths.dir.display()
+            ))
+        } else {
+            e
+        }
+    })
+}
+
+fn write_each(
+    paths: &KeyPaths,
+    identity: &IdentityKey,
+    account: &AccountKey,
+    created: &mut Created,
+) -> Result<()> {
     identity
         .save_new(&paths.identity)
         .context("cannot create the identity key")?;

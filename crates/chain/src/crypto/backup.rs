@@ -376,7 +376,11 @@ mod tests {
             .and_then(|rest| rest.split("\n## ").next())
             .expect("docs/FORMAT.md has a \"Key backup\" section");
         let compact: String = section.chars().filter(|c| !c.is_whitespace()).collect();
-        for shown in [PLAINTEXT_VECTOR, BACKUP_VECTOR] {
+        for shown in [
+            PLAINTEXT_VECTOR,
+            BACKUP_VECTOR,
+            "8367456e637279707444a101181840",
+        ] {
             assert!(compact.contains(shown), "docs/FORMAT.md lacks {shown}");
         }
     }

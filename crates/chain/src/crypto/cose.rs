@@ -1512,6 +1512,21 @@ mod tests {
     }
 
     #[test]
+    fn the_cose_encrypt_enc_structure_is_the_documented_bytes() {
+        let mut built = Vec::new();
+        put_head(&mut built, MAJOR_ARRAY, 3);
+        put_head(&mut built, MAJOR_TSTR, 7);
+        built.extend_from_slice(b"Encrypt");
+        put_bstr(&mut built, &PROTECTED_RECORD);
+        put_bstr(&mut built, &[]);
+        assert_eq!(built, ENC_STRUCTURE_ENCRYPT);
+        assert_eq!(
+            to_hex(&ENC_STRUCTURE_ENCRYPT),
+            "8367456e637279707444a101181840"
+        );
+    }
+
+    #[test]
     fn cbor_heads_and_integers_use_the_shortest_form() {
         for (value, expected) in [
             (0u64, "00"),
