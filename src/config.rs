@@ -356,8 +356,8 @@ impl Config {
             key: key.to_owned(),
             message,
         };
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| err("", e.to_string().trim_end().replace('\n', " ")))?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
 
         let mqtt_server = match (&raw.mqtt_server, &raw.mqtt) {
             (None, Some(_)) => None,
@@ -410,6 +410,9 @@ impl Config {
                 ));
             }
             let profile_path = base.join(&d.profile);
+            if !profile_path.is_file() {
+                return Err(err(&key("profile"), missing_profile(&profile_path, base)));
+            }
             let profile = Profile::load(&profile_path).map_err(|e| ConfigError {
                 file: e.file,
                 key: e.key,
@@ -427,6 +430,15 @@ impl Config {
                         format!(
                             "device `{}` is a serial device ({}); set port = \"/dev/ttyUSB0\" or a /dev/serial/by-id/ path",
                             d.id, profile.model
+                        ),
+                    ));
+                }
+                (Transport::Serial, Some(p)) if !p.is_absolute() => {
+                    return Err(err(
+                        &key("port"),
+                        format!(
+                            "`{}` is not a device path; give the full path, such as \"/dev/ttyUSB0\" or a /dev/serial/by-id/ path",
+                            p.display()
                         ),
                     ));
                 }
@@ -835,7 +847,7 @@ impl Config {
         let Some(raw) = raw else {
             return Err(err(
                 "chain",
-                "missing: the gateway keeps every reading in its ledger; add a [chain] section with directory, identity and recipients (create the keys with `vitalgate keygen`)".into(),
+                "missing: the gateway keeps every reading in its ledger; add a [chain] section with directory, identity and recipients (create the gateway's keys with `vitalgate init`, the recipients' with `vitalgate keygen recipient`)".into(),
             ));
         };
         if raw.recipients.is_empty() {
@@ -849,6 +861,12 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(i, r)| {
+                if r.contains("REPLACE") {
+                    return Err(err(
+                        &format!("chain.recipients[{i}]"),
+                        "still the example's placeholder: put the care team's public key here, as `vitalgate keygen recipient FILE` prints it (run that on the care team's machine and keep FILE off the gateway)".into(),
+                    ));
+                }
                 r.parse::<RecipientPublic>().map_err(|e| {
                     err(
                         &format!("chain.recipients[{i}]"),
@@ -908,6 +926,30 @@ impl Config {
                 || d.ble.is_some_and(|b| b.link == BleLink::Proxy)
         })
     }
+}
+
+/// Why a device's profile path leads nowhere, and where the profiles
+/// are: relative paths start at the configuration's folder, and a
+/// misspelt name is easiest to see beside the names that exist.
+fn missing_profile(path: &Path, base: &Path) -> String {
+    let mut message = format!(
+        "the profile file {} does not exist (relative paths start at the configuration's folder, {})",
+        path.display(),
+        base.display()
+    );
+    let folder = path.parent().unwrap_or(base);
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        names.sort();
+        if !names.is_empty() {
+            message.push_str(&format!("; {} has: {}", folder.display(), names.join(", ")));
+        }
+    }
+    message
 }
 
 fn valid_id(s: &str) -> bool {
@@ -978,17 +1020,21 @@ profile = "device-profiles/senml-wearable.toml"
         assert_eq!(e.key, "device[0].id");
 
         let e = parse(&GOOD.replace("senml-wearable", "no-such-model")).unwrap_err();
+        assert_eq!(e.file, Path::new("/etc/vitalgate/vitalgate.toml"));
+        assert_eq!(e.key, "device[0].profile");
         assert!(
-            e.file.ends_with("device-profiles/no-such-model.toml"),
+            e.message
+                .contains("device-profiles/no-such-model.toml does not exist"),
             "{e}"
         );
-        assert!(e.message.contains("device[0].profile"), "{e}");
+        assert!(e.message.contains("senml-wearable.toml"), "{e}");
 
         let e = parse(&format!("{GOOD}port = \"/dev/ttyUSB0\"\n")).unwrap_err();
         assert_eq!(e.key, "device[0].port");
 
         let e = parse("[mqtt]\nhots = \"x\"\n").unwrap_err();
         assert!(e.message.contains("unknown field `hots`"), "{e}");
+        assert_eq!(e.key, "mqtt.hots");
 
         let e = parse("").unwrap_err();
         assert_eq!(e.key, "device");

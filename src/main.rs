@@ -64,6 +64,21 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// First boot: create the gateway's keys (identity.key, account.key,
+    /// mode 0600) in its state directory and print its enrolment record
+    /// for the hospital: JSON on stdout, a QR code on stderr at a terminal.
+    /// Exit 1, changing nothing, when the keys exist already.
+    Init(commands::init::InitArgs),
+    /// Print the gateway's enrolment record again (JSON on stdout, QR code
+    /// on stderr at a terminal), derived from its private keys.
+    Enrolment(commands::init::EnrolmentArgs),
+    /// Back up the gateway's private keys encrypted to the hospital's
+    /// key-escrow key (`vitalgate keygen recipient`): never in the clear.
+    Backup(commands::backup::BackupArgs),
+    /// Restore the gateway's keys from a backup with the escrow private
+    /// key, into a state directory without keys. Exit 1, changing
+    /// nothing, when keys exist there already.
+    Restore(commands::backup::RestoreArgs),
     /// Create a key: the gateway's identity, a recipient's key pair, or the
     /// gateway's account on the consultation chain.
     Keygen(commands::keygen::KeygenArgs),
@@ -111,6 +126,36 @@ enum Command {
     },
 }
 
+/// How to make a key file that does not exist: `vitalgate init` makes
+/// both of a gateway's keys under their usual names in its state
+/// directory; `keygen` makes one at any path. Empty for other errors,
+/// whose messages carry their own fix (`chmod 600 …`).
+fn missing_key_hint(
+    e: &vitalgate_chain::crypto::keys::KeyError,
+    path: &std::path::Path,
+    kind: &str,
+) -> String {
+    use commands::init::{ACCOUNT_FILE, IDENTITY_FILE};
+    if !matches!(e, vitalgate_chain::crypto::keys::KeyError::NotFound { .. }) {
+        return String::new();
+    }
+    let usual = if kind == "identity" {
+        IDENTITY_FILE
+    } else {
+        ACCOUNT_FILE
+    };
+    let keygen = format!("`vitalgate keygen {kind} {}`", path.display());
+    match (path.file_name(), path.parent()) {
+        (Some(name), Some(dir)) if name == usual => format!(
+            " (create the gateway's keys with `vitalgate init --state-dir {}`, or this one alone with {keygen})",
+            dir.display()
+        ),
+        _ => format!(
+            " (create it with {keygen}; `vitalgate init` names it {usual} in the state directory)"
+        ),
+    }
+}
+
 /// Read the anchoring keys as the daemon will, and say where tree heads
 /// are anchored.
 fn check_anchor(file: &std::path::Path, c: &Config) -> Result<()> {
@@ -124,8 +169,16 @@ fn check_anchor(file: &std::path::Path, c: &Config) -> Result<()> {
     };
     match &a.backend {
         BackendSettings::Evm(e) => {
-            let account = vitalgate::anchor::account::AccountKey::load(&e.account_key)
-                .map_err(|err| at("anchor.evm.account_key", &err))?;
+            let account =
+                vitalgate::anchor::account::AccountKey::load(&e.account_key).map_err(|err| {
+                    let hint = match &err {
+                        vitalgate::anchor::account::AccountKeyError::File(k) => {
+                            missing_key_hint(k, &e.account_key, "account")
+                        }
+                        _ => String::new(),
+                    };
+                    at("anchor.evm.account_key", &format!("{err}{hint}"))
+                })?;
             println!(
                 "anchoring: registry {} on chain {} at {}, as account {} (the hospital registers it); at most one anchor every {} s; outbox {}",
                 e.registry,
@@ -212,6 +265,10 @@ fn main() -> ExitCode {
         Command::Decode { .. }
             | Command::CheckConfig { .. }
             | Command::Keygen(_)
+            | Command::Init(_)
+            | Command::Enrolment(_)
+            | Command::Backup(_)
+            | Command::Restore(_)
             | Command::Verify(_)
             | Command::Open(_)
             | Command::Export(_)
@@ -262,6 +319,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             commands::keygen::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Init(args) => commands::init::run(&args),
+        Command::Enrolment(args) => commands::init::enrolment(&args),
+        Command::Backup(args) => commands::backup::backup(&args),
+        Command::Restore(args) => commands::backup::restore(&args),
         Command::Verify(args) => commands::verify::run(&args),
         Command::Open(args) => commands::open::run(&args),
         Command::Export(args) => commands::export::run(&args),
@@ -319,9 +380,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let identity = vitalgate_chain::crypto::keys::IdentityKey::load(&c.chain.identity)
                 .map_err(|e| {
                     anyhow::anyhow!(
-                        "{}: key `chain.identity`: {e} (create it with `vitalgate keygen identity {}`)",
+                        "{}: key `chain.identity`: {e}{}",
                         config.display(),
-                        c.chain.identity.display()
+                        missing_key_hint(&e, &c.chain.identity, "identity")
                     )
                 })?;
             println!(
@@ -333,8 +394,19 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 c.chain.recipients.len()
             );
             for d in &c.devices {
+                // An unplugged device is normal (the gateway keeps trying
+                // its port), so this is said, not refused.
+                let port = match &d.port {
+                    Some(p) if p.exists() => format!(" on {}", p.display()),
+                    Some(p) => format!(
+                        " on {} (not present now: plug the device in, or correct device `{}`'s port; the gateway keeps trying it)",
+                        p.display(),
+                        d.id
+                    ),
+                    None => String::new(),
+                };
                 println!(
-                    "  {} → patient {}: {} {} ({})",
+                    "  {} → patient {}: {} {} ({}){port}",
                     d.id, d.patient, d.profile.vendor, d.profile.model, d.profile.format
                 );
             }

@@ -284,9 +284,14 @@ fn the_python_verifier_checks_the_format_vectors() {
     let out = run_verifier(&["vectors".as_ref()]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().count(), 6, "{}", text(&out));
+    assert_eq!(stdout.lines().count(), 7, "{}", text(&out));
     assert!(
         stdout.contains("ok Record contents: Test vector (alert record)"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout.contains("ok Key backup: Test vector"),
         "{}",
         text(&out)
     );

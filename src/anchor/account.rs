@@ -75,10 +75,16 @@ impl AccountKey {
         &self.signer
     }
 
+    /// The 32-byte private key, wiped when dropped: for the key backup,
+    /// which encrypts it at once (`vitalgate backup`). Never print or log it.
+    pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signer.to_bytes().0)
+    }
+
     /// Write the key to a new file `path` (mode 0600, never replacing a
     /// file), synced to disk.
     pub fn save_new(&self, path: &Path) -> Result<(), AccountKeyError> {
-        let secret = Zeroizing::new(self.signer.to_bytes().0);
+        let secret = self.secret_bytes();
         let mut line = Zeroizing::new(String::with_capacity(67));
         line.push_str("0x");
         line.push_str(&alloy::hex::encode(secret.as_slice()));

@@ -68,7 +68,9 @@ pub fn public_path(private: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn write_public(path: &Path, text: &str) -> Result<()> {
+/// Writes a public key file: the key's text form and a newline, created
+/// new (an existing file is never replaced) and synced.
+pub fn write_public(path: &Path, text: &str) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -1,12 +1,15 @@
 //! The ledger's commands — keys, verification, reading back, export,
-//! proofs — and acknowledging an alert.
+//! proofs — acknowledging an alert, and provisioning a gateway (its keys,
+//! enrolment record, backup and restore).
 //!
 //! They live in the binary (errors are `anyhow` here, at the edge); the
 //! work itself is in `vitalgate-chain`.
 
 pub mod ack;
+pub mod backup;
 pub mod export;
 pub mod fhir;
+pub mod init;
 pub mod keygen;
 pub mod open;
 pub mod prove;

@@ -1308,6 +1308,65 @@ def vector_keys():
     return 11
 
 
+
+# ---------------------------------------------------------------------------
+# FORMAT.md "Key backup"
+# ---------------------------------------------------------------------------
+
+KEY_BACKUP_KIND = "vitalgate/key-backup/1"
+
+
+def key_backup_aad():
+    """FORMAT.md "Key backup": the Enc_structure ["Encrypt", h'a1011818', h'']."""
+    return cbor_encode(["Encrypt", ENCRYPT0_PROTECTED, b""])
+
+
+def key_backup_plaintext(seed, account_address, account_secret, created, software):
+    """FORMAT.md "Key backup": the plaintext map, keys 0 to 6."""
+    return cbor_encode({0: KEY_BACKUP_KIND, 1: kid(ed25519_public(seed)), 2: seed,
+                        3: account_address, 4: account_secret, 5: created, 6: software})
+
+
+def encrypt_key_backup(plaintext, cek, iv, escrow_publics, ephemeral_secrets):
+    """FORMAT.md "Key backup": a tagged COSE_Encrypt (96) to the escrow keys (used for the vector)."""
+    ciphertext = ChaCha20Poly1305(cek).encrypt(iv, plaintext, key_backup_aad())
+    recipients = [cbor2.loads(wrap_recipient(cek, public, ephemeral))
+                  for public, ephemeral in zip(escrow_publics, ephemeral_secrets)]
+    return cbor_encode(cbor2.CBORTag(96, [ENCRYPT0_PROTECTED, {5: iv}, ciphertext, recipients]))
+
+
+def open_key_backup(data, escrow_secret):
+    """FORMAT.md "Key backup", Restoring: strict decoding, our recipient, the CEK,
+    ChaCha20/Poly1305, the plaintext map, and the identity against its kid.
+    Returns the plaintext map."""
+    obj = cbor_decode_strict(data, "key backup")
+    need(isinstance(obj, cbor2.CBORTag) and obj.tag == 96, "key backup: not a tagged COSE_Encrypt")
+    need(isinstance(obj.value, list) and len(obj.value) == 4, "key backup: a COSE_Encrypt is 4 items")
+    protected, unprotected, ciphertext, recipients = obj.value
+    need(protected == ENCRYPT0_PROTECTED, "key backup: protected header is not {1: 24}")
+    need(isinstance(unprotected, dict) and list(unprotected) == [5], "key backup: unprotected header is not {5: iv}")
+    need(is_bstr(unprotected[5], 12), "key backup: iv is not 12 bytes")
+    need(is_bstr(ciphertext) and len(ciphertext) >= 16, "key backup: ciphertext shorter than its tag")
+    need(isinstance(recipients, list) and 1 <= len(recipients) <= 16, "key backup: not 1 to 16 recipients")
+    encoded = [cbor_encode(r) for r in recipients]
+    for r in encoded:
+        decode_recipient(r)
+    cek = unwrap_content_key(encoded, escrow_secret)
+    try:
+        plaintext = ChaCha20Poly1305(cek).decrypt(unprotected[5], ciphertext, key_backup_aad())
+    except InvalidTag:
+        raise Invalid("key backup: authenticated decryption failed (altered)") from None
+    p = cbor_decode_strict(plaintext, "key backup plaintext")
+    need(isinstance(p, dict) and list(p) == list(range(7)), "key backup plaintext: keys are not 0 to 6")
+    need(p[0] == KEY_BACKUP_KIND, "key backup plaintext: another kind")
+    need(is_bstr(p[1], 16) and is_bstr(p[2], 32) and is_bstr(p[3], 20) and is_bstr(p[4], 32),
+         "key backup plaintext: a key field has the wrong length")
+    need(is_int(p[5]) and isinstance(p[6], str) and len(p[6].encode()) <= 64,
+         "key backup plaintext: created or software of the wrong type")
+    need(kid(ed25519_public(p[2])) == p[1], "key backup: the identity is not the gateway it records")
+    return p
+
+
 def refuses(f):
     try:
         f()
@@ -1413,6 +1472,40 @@ def vector_cose():
     need(decrypt_record(record, key, gateway_kid, 1000, 7, iv) == content, "record decrypts")
     need(refuses(lambda: decrypt_record(record, key, gateway_kid, 1000, 8)), "record bound to its index")
     return 20
+
+
+def vector_key_backup():
+    """FORMAT.md "Key backup", "Test vector (key backup)"."""
+    seed = bytes([7] * 32)
+    account = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+    address = bytes.fromhex("f39fd6e51aad88f6f4ce6ab8827279cfffb92266")
+    need(kid(ed25519_public(seed)).hex() == "fe812c12f3ab4ce6ac5db69ac352f906", "gateway kid")
+    plaintext = key_backup_plaintext(seed, address, account, 1700000000000, "0.1.0")
+    need(plaintext.hex() == (
+        "a70076766974616c676174652f6b65792d6261636b75702f310150fe812c12f3ab4ce6ac5db6"
+        "9ac352f906025820070707070707070707070707070707070707070707070707070707070707"
+        "07070354f39fd6e51aad88f6f4ce6ab8827279cfffb92266045820ac0974bec39a17e36ba4a6"
+        "b4d238ff944bacb478cbed5efcae784d7bf4f2ff80051b0000018bcfe568000665302e312e30"), "plaintext")
+    need(key_backup_aad().hex() == "8367456e637279707444a101181840", "Enc_structure")
+    backup = bytes.fromhex(
+        "d8608444a1011818a1054ca0a1a2a3a4a5a6a7a8a9aaab58a8abab0e292492a3c1c76e8771d3"
+        "919882b03cb2dc281f108c85d98b4ff04ed1ffc7ccf026f37f65499435f3bf45717f414dc34d"
+        "3f0e0b6c8620530c474b2da2cfb6fc60493fee95f725f7d58e0ab7aa2af306d90606111e568f"
+        "e620380cbed97463fe45c68b034d59a634dea10ed7f89eec6407876daf7eee0458d8985fce4c"
+        "900760870a7b587bc61eb5df3cf17af27199d464d9581924610f53af54ee0bfd7452478d051d"
+        "cd21b8818344a101381ea20450f35e5616160a30bf3c6e79fa73c576d420a301012004215820"
+        "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a58287d314b2f"
+        "425c6f6969151a7da32f480b42118f7eca591bd471281230ece0c4e0c5cbdeeed17b565b")
+    iv = bytes.fromhex("a0a1a2a3a4a5a6a7a8a9aaab")
+    need(len(backup) == 302 and encrypt_key_backup(plaintext, CEK_0_31, iv, [x25519_public(BOB)], [ALICE]) == backup,
+         "backup bytes")
+    opened = open_key_backup(backup, BOB)
+    need(opened[2] == seed and opened[4] == account and opened[3] == address, "Bob opens it")
+    need(refuses(lambda: open_key_backup(backup, ALICE)), "Alice cannot open it")
+    altered = bytearray(backup)
+    altered[30] ^= 1
+    need(refuses(lambda: open_key_backup(bytes(altered), BOB)), "an altered backup is refused")
+    return 5
 
 
 def vector_packing():
@@ -1604,6 +1697,7 @@ def run_vectors():
         ("Test vectors (keys)", vector_keys),
         ("Test vectors (header and tree head)", vector_header_and_tree_head),
         ("Test vectors (COSE)", vector_cose),
+        ("Key backup: Test vector", vector_key_backup),
         ("Record contents: Test vector (alert record)", vector_record_contents),
         ("Packed readings: Test vector", vector_packing),
         ("Merkle tree: Test vectors", vector_merkle),

@@ -191,11 +191,8 @@ impl Profile {
 
     /// Parse and validate profile text; `path` is used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Profile, ProfileError> {
-        let profile: Profile = toml::from_str(text).map_err(|e| ProfileError {
-            file: path.to_owned(),
-            key: String::new(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+        let profile: Profile =
+            toml::from_str(text).map_err(|e| ProfileError::from_toml(path, text, &e))?;
         profile.validate(path)?;
         Ok(profile)
     }

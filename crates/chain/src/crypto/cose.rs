@@ -21,7 +21,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::{AeadInOut as _, ChaCha20Poly1305, KeyInit as _, Tag};
 use getrandom::SysRng;
-use getrandom::rand_core::{Rng as _, UnwrapErr};
+use getrandom::rand_core::{Rng as _, TryRng as _, UnwrapErr};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use x25519_dalek::{PublicKey as X25519Public, StaticSecret};
@@ -145,12 +145,12 @@ const KDF_CONTEXT_A256KW: [u8; 19] = [
 /// HKDF info prefix of the per-record key derivation.
 const RECORD_INFO: &[u8] = b"vitalgate/record/v1";
 
-const MAJOR_UINT: u8 = 0;
+pub(super) const MAJOR_UINT: u8 = 0;
 const MAJOR_NEGINT: u8 = 1;
-const MAJOR_BSTR: u8 = 2;
-const MAJOR_TSTR: u8 = 3;
+pub(super) const MAJOR_BSTR: u8 = 2;
+pub(super) const MAJOR_TSTR: u8 = 3;
 const MAJOR_ARRAY: u8 = 4;
-const MAJOR_MAP: u8 = 5;
+pub(super) const MAJOR_MAP: u8 = 5;
 const MAJOR_TAG: u8 = 6;
 const MAJOR_SIMPLE: u8 = 7;
 
@@ -169,19 +169,19 @@ const ENC_STRUCTURE_MAX: usize = 1 + 9 + 5 + 2 + 32;
 // CBOR writing
 
 /// A CBOR initial byte and argument in their shortest form (at most 9 bytes).
-struct Head {
+pub(super) struct Head {
     bytes: [u8; 9],
     len: usize,
 }
 
 impl Head {
-    fn as_slice(&self) -> &[u8] {
+    pub(super) fn as_slice(&self) -> &[u8] {
         self.bytes.get(..self.len).unwrap_or(&self.bytes)
     }
 }
 
 /// The shortest encoding of a CBOR head (RFC 8949 §4.2.1).
-fn head(major: u8, argument: u64) -> Head {
+pub(super) fn head(major: u8, argument: u64) -> Head {
     let initial = major << 5;
     let mut bytes = [0u8; 9];
     let be = argument.to_be_bytes();
@@ -208,16 +208,16 @@ fn head(major: u8, argument: u64) -> Head {
     Head { bytes, len }
 }
 
-fn put_head(out: &mut Vec<u8>, major: u8, argument: u64) {
+pub(super) fn put_head(out: &mut Vec<u8>, major: u8, argument: u64) {
     out.extend_from_slice(head(major, argument).as_slice());
 }
 
-fn put_bstr(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(super) fn put_bstr(out: &mut Vec<u8>, bytes: &[u8]) {
     put_head(out, MAJOR_BSTR, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
-fn put_int(out: &mut Vec<u8>, value: i64) {
+pub(super) fn put_int(out: &mut Vec<u8>, value: i64) {
     if value >= 0 {
         put_head(out, MAJOR_UINT, value.unsigned_abs());
     } else {
@@ -233,14 +233,14 @@ fn put_int(out: &mut Vec<u8>, value: i64) {
 ///
 /// It accepts non-shortest heads (callers re-encode and compare, to tell
 /// "not deterministic" from "malformed") but never indefinite lengths.
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
     structure: &'static str,
 }
 
 impl<'a> Reader<'a> {
-    fn new(data: &'a [u8], structure: &'static str) -> Reader<'a> {
+    pub(super) fn new(data: &'a [u8], structure: &'static str) -> Reader<'a> {
         Reader {
             data,
             pos: 0,
@@ -248,7 +248,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn malformed(&self, field: &'static str, problem: impl Into<String>) -> CoseError {
+    pub(super) fn malformed(&self, field: &'static str, problem: impl Into<String>) -> CoseError {
         CoseError::Malformed {
             structure: self.structure,
             field,
@@ -289,7 +289,7 @@ impl<'a> Reader<'a> {
         Ok((major, argument))
     }
 
-    fn expect_major(
+    pub(super) fn expect_major(
         &mut self,
         major: u8,
         field: &'static str,
@@ -324,16 +324,19 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn map(&mut self, field: &'static str) -> Result<u64, CoseError> {
+    pub(super) fn map(&mut self, field: &'static str) -> Result<u64, CoseError> {
         self.expect_major(MAJOR_MAP, field, "a map")
     }
 
-    fn bstr(&mut self, field: &'static str) -> Result<&'a [u8], CoseError> {
+    pub(super) fn bstr(&mut self, field: &'static str) -> Result<&'a [u8], CoseError> {
         let len = self.expect_major(MAJOR_BSTR, field, "a byte string")?;
         self.take(len, field)
     }
 
-    fn bstr_of<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], CoseError> {
+    pub(super) fn bstr_of<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<[u8; N], CoseError> {
         let bytes = self.bstr(field)?;
         bytes.try_into().map_err(|_| {
             self.malformed(
@@ -343,7 +346,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn int(&mut self, field: &'static str) -> Result<i64, CoseError> {
+    pub(super) fn int(&mut self, field: &'static str) -> Result<i64, CoseError> {
         let (major, argument) = self.head(field)?;
         let magnitude =
             i64::try_from(argument).map_err(|_| self.malformed(field, "integer out of range"));
@@ -354,7 +357,13 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn finish(&self) -> Result<(), CoseError> {
+    pub(super) fn tstr(&mut self, field: &'static str) -> Result<&'a str, CoseError> {
+        let len = self.expect_major(MAJOR_TSTR, field, "a text string")?;
+        let bytes = self.take(len, field)?;
+        std::str::from_utf8(bytes).map_err(|_| self.malformed(field, "not valid UTF-8"))
+    }
+
+    pub(super) fn finish(&self) -> Result<(), CoseError> {
         if self.pos == self.data.len() {
             Ok(())
         } else {
@@ -1032,6 +1041,205 @@ pub fn decrypt_record(
     })
 }
 
+// ---------------------------------------------------------------------------
+// Messages encrypted to recipients (COSE_Encrypt)
+
+/// CBOR tag of COSE_Encrypt.
+const TAG_ENCRYPT: u64 = 96;
+/// Enc_structure of a COSE_Encrypt with protected `{1: 24}` and empty
+/// external_aad: `["Encrypt", h'a1011818', h'']`.
+const ENC_STRUCTURE_ENCRYPT: [u8; 15] = [
+    0x83, // array(3)
+    0x67, b'E', b'n', b'c', b'r', b'y', b'p', b't', // context "Encrypt"
+    0x44, 0xa1, 0x01, 0x18, 0x18, // protected: bstr(PROTECTED_RECORD)
+    0x40, // external_aad: h''
+];
+/// Every COSE_recipient of this profile is this long (see [`wrap`]).
+const RECIPIENT_LEN: usize = 108;
+/// Most recipients one message may carry: a handful of escrow keys, not
+/// an unbounded list a reader would have to walk.
+pub const MAX_RECIPIENTS: usize = 16;
+
+/// Encrypts `plaintext` for one or more recipients as a tagged
+/// COSE_Encrypt (tag 96), the layout blocks use for their content key,
+/// with the content encrypted directly under that key:
+///
+/// `96([h'a1011818' (protected {1: 24}), {5: iv}, ciphertext || 16-byte
+/// tag, [COSE_recipient, …]])`
+///
+/// A fresh random 256-bit content key and 96-bit IV per message;
+/// ChaCha20/Poly1305 with AAD = Enc_structure `["Encrypt", h'a1011818',
+/// h'']`; each recipient is the content key wrapped exactly as [`wrap`]
+/// wraps a block's (ECDH-ES + A256KW over X25519, a fresh ephemeral key
+/// each). The key escrow of `vitalgate backup` is its user.
+pub fn encrypt(plaintext: &[u8], to: &[RecipientPublic]) -> Result<Vec<u8>, CoseError> {
+    let cek = ContentKey::try_generate()?;
+    let mut iv = [0u8; IV_LEN];
+    SysRng.try_fill_bytes(&mut iv).map_err(CoseError::Rng)?;
+    let ephemerals = to
+        .iter()
+        .map(|_| random_32().map_err(CoseError::Rng))
+        .collect::<Result<Vec<_>, _>>()?;
+    encrypt_with(plaintext, to, &cek, &iv, &ephemerals)
+}
+
+/// [`encrypt`] with the content key, IV and ephemeral secrets given (one
+/// per recipient), for test vectors.
+pub(crate) fn encrypt_with(
+    plaintext: &[u8],
+    to: &[RecipientPublic],
+    cek: &ContentKey,
+    iv: &[u8; IV_LEN],
+    ephemerals: &[Zeroizing<[u8; 32]>],
+) -> Result<Vec<u8>, CoseError> {
+    if to.is_empty() || to.len() > MAX_RECIPIENTS || ephemerals.len() != to.len() {
+        return Err(CoseError::Malformed {
+            structure: "COSE_Encrypt",
+            field: "recipients",
+            problem: format!("expected 1 to {MAX_RECIPIENTS} recipients"),
+        });
+    }
+    let recipients = to
+        .iter()
+        .zip(ephemerals)
+        .map(|(to, ephemeral)| wrap_with(cek, to, ephemeral))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Encrypted in place in a buffer that is wiped afterwards, so the
+    // plaintext (key material, for a backup) leaves no copy behind.
+    let mut buffer = Zeroizing::new(Vec::with_capacity(plaintext.len() + AEAD_TAG_LEN));
+    buffer.extend_from_slice(plaintext);
+    let tag = ChaCha20Poly1305::new(cek.as_bytes().into())
+        .encrypt_inout_detached(
+            iv.into(),
+            &ENC_STRUCTURE_ENCRYPT,
+            buffer.as_mut_slice().into(),
+        )
+        .map_err(|_| CoseError::TooLong)?;
+    Ok(encode_encrypt(iv, &buffer, &tag, &recipients))
+}
+
+/// The deterministic bytes of our COSE_Encrypt; `body` and `tag` together
+/// are the ciphertext field.
+fn encode_encrypt(iv: &[u8; IV_LEN], body: &[u8], tag: &[u8], recipients: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        RECORD_HEADER_MAX + 2 + body.len() + tag.len() + 9 + recipients.len() * RECIPIENT_LEN,
+    );
+    put_head(&mut out, MAJOR_TAG, TAG_ENCRYPT);
+    put_head(&mut out, MAJOR_ARRAY, 4);
+    put_bstr(&mut out, &PROTECTED_RECORD);
+    put_head(&mut out, MAJOR_MAP, 1);
+    put_int(&mut out, LABEL_IV);
+    put_bstr(&mut out, iv);
+    put_head(&mut out, MAJOR_BSTR, (body.len() + tag.len()) as u64);
+    out.extend_from_slice(body);
+    out.extend_from_slice(tag);
+    put_head(&mut out, MAJOR_ARRAY, recipients.len() as u64);
+    for recipient in recipients {
+        out.extend_from_slice(recipient);
+    }
+    out
+}
+
+/// The parts of a decoded COSE_Encrypt.
+struct ParsedEncrypt<'a> {
+    iv: [u8; IV_LEN],
+    ciphertext: &'a [u8],
+    recipients: Vec<&'a [u8]>,
+}
+
+/// Strict decode of a COSE_Encrypt made by [`encrypt`], including the
+/// determinism check; each recipient must be a 108-byte COSE_recipient of
+/// this profile.
+fn decode_encrypt(bytes: &[u8]) -> Result<ParsedEncrypt<'_>, CoseError> {
+    const FIELD: &str = "unprotected header";
+    let mut r = Reader::new(bytes, "COSE_Encrypt");
+    r.tag(TAG_ENCRYPT, "tag")?;
+    r.array(4, "array")?;
+    read_protected_alg(&mut r, ALG_CHACHA20_POLY1305)?;
+    if r.map(FIELD)? != 1 {
+        return Err(r.malformed(FIELD, "expected exactly one parameter, iv (5)"));
+    }
+    let label = r.int("unprotected header label")?;
+    if label != LABEL_IV {
+        return Err(r.malformed(
+            FIELD,
+            format!("unexpected label {label}; only iv (5) is allowed"),
+        ));
+    }
+    let iv = r.bstr_of::<IV_LEN>("iv")?;
+    let ciphertext = r.bstr("ciphertext")?;
+    if ciphertext.len() < AEAD_TAG_LEN {
+        return Err(r.malformed("ciphertext", "shorter than the 16-byte authentication tag"));
+    }
+    let count = r.expect_major(MAJOR_ARRAY, "recipients", "an array of COSE_recipient")?;
+    if count == 0 || count > MAX_RECIPIENTS as u64 {
+        return Err(r.malformed(
+            "recipients",
+            format!("expected 1 to {MAX_RECIPIENTS} recipients, found {count}"),
+        ));
+    }
+    let mut recipients = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let recipient = r.take(RECIPIENT_LEN as u64, "recipients")?;
+        decode_recipient(recipient)?;
+        recipients.push(recipient);
+    }
+    r.finish()?;
+    let (body, tag) = ciphertext.split_at(ciphertext.len() - AEAD_TAG_LEN);
+    let owned: Vec<Vec<u8>> = recipients.iter().map(|x| x.to_vec()).collect();
+    if encode_encrypt(&iv, body, tag, &owned) != bytes {
+        return Err(CoseError::NotDeterministic {
+            structure: "COSE_Encrypt",
+            what: "the bytes differ from the deterministic re-encoding",
+        });
+    }
+    Ok(ParsedEncrypt {
+        iv,
+        ciphertext,
+        recipients,
+    })
+}
+
+/// Decrypts a COSE_Encrypt made by [`encrypt`] with one of its recipients'
+/// private keys. A message not made for `key` is [`CoseError::WrongKey`]
+/// (naming the first recipient's kid); altered bytes fail the strict
+/// decode or the authenticated decryption. The plaintext is wiped when
+/// dropped.
+pub fn decrypt(message: &[u8], key: &RecipientKey) -> Result<Zeroizing<Vec<u8>>, CoseError> {
+    let parsed = decode_encrypt(message)?;
+    let mut first = None;
+    let mut mine = None;
+    for recipient in &parsed.recipients {
+        let kid = recipient_kid(recipient)?;
+        first.get_or_insert(kid);
+        if kid == key.kid() {
+            mine = Some(*recipient);
+            break;
+        }
+    }
+    let Some(recipient) = mine else {
+        return Err(CoseError::WrongKey {
+            structure: "COSE_Encrypt",
+            expected: key.kid(),
+            found: first.unwrap_or(KeyId([0; KeyId::LEN])),
+        });
+    };
+    let cek = unwrap(recipient, key)?;
+    let body_len = parsed.ciphertext.len() - AEAD_TAG_LEN;
+    let (body, tag) = parsed.ciphertext.split_at(body_len);
+    let tag = Tag::try_from(tag).map_err(|_| CoseError::DecryptionFailed("COSE_Encrypt"))?;
+    let mut plaintext = Zeroizing::new(body.to_vec());
+    ChaCha20Poly1305::new(cek.as_bytes().into())
+        .decrypt_inout_detached(
+            (&parsed.iv).into(),
+            &ENC_STRUCTURE_ENCRYPT,
+            plaintext.as_mut_slice().into(),
+            &tag,
+        )
+        .map_err(|_| CoseError::DecryptionFailed("COSE_Encrypt"))?;
+    Ok(plaintext)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1301,6 +1509,21 @@ mod tests {
             put_int(&mut built, alg);
             assert_eq!(to_hex(&built), expected);
         }
+    }
+
+    #[test]
+    fn the_cose_encrypt_enc_structure_is_the_documented_bytes() {
+        let mut built = Vec::new();
+        put_head(&mut built, MAJOR_ARRAY, 3);
+        put_head(&mut built, MAJOR_TSTR, 7);
+        built.extend_from_slice(b"Encrypt");
+        put_bstr(&mut built, &PROTECTED_RECORD);
+        put_bstr(&mut built, &[]);
+        assert_eq!(built, ENC_STRUCTURE_ENCRYPT);
+        assert_eq!(
+            to_hex(&ENC_STRUCTURE_ENCRYPT),
+            "8367456e637279707444a101181840"
+        );
     }
 
     #[test]

@@ -330,6 +330,12 @@ impl IdentityKey {
         out
     }
 
+    /// The 32-byte private key (RFC 8032 seed), for the encrypted key
+    /// backup only: it never leaves this crate except encrypted.
+    pub(crate) fn seed(&self) -> &[u8; 32] {
+        self.key.as_bytes()
+    }
+
     /// Ed25519 signature (RFC 8032, pure) of `message`.
     pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.key.sign(message).to_bytes()
