@@ -92,6 +92,27 @@ fn backup(state: &Path, to: &str, out: &Path) -> Output {
         .unwrap()
 }
 
+/// A gateway initialised in `dir/state` and backed up to a fresh escrow key
+/// (`dir/escrow.key`) in `dir/gateway.backup`.
+struct BackedUp {
+    state: PathBuf,
+    escrow_key: PathBuf,
+    file: PathBuf,
+}
+
+fn backed_up(dir: &Path) -> BackedUp {
+    let state = dir.join("state");
+    init(&state);
+    let (escrow_key, escrow_public) = escrow(dir, "escrow.key");
+    let file = dir.join("gateway.backup");
+    assert!(backup(&state, &escrow_public, &file).status.success());
+    BackedUp {
+        state,
+        escrow_key,
+        file,
+    }
+}
+
 fn restore(from: &Path, identity: &Path, state: &Path) -> Output {
     run(
         &["restore"],
@@ -311,11 +332,9 @@ fn backup_then_restore_into_an_empty_directory_gives_back_the_same_key_files() {
 #[test]
 fn restore_refuses_a_state_directory_that_has_keys_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    init(&state);
-    let (escrow_key, escrow_public) = escrow(dir.path(), "escrow.key");
-    let file = dir.path().join("gateway.backup");
-    assert!(backup(&state, &escrow_public, &file).status.success());
+    let BackedUp {
+        escrow_key, file, ..
+    } = backed_up(dir.path());
 
     let other = dir.path().join("other");
     init(&other);
@@ -342,11 +361,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn a_backup_holds_no_private_key_bytes_in_the_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    init(&state);
-    let (_, escrow_public) = escrow(dir.path(), "escrow.key");
-    let file = dir.path().join("gateway.backup");
-    assert!(backup(&state, &escrow_public, &file).status.success());
+    let BackedUp { state, file, .. } = backed_up(dir.path());
     let sealed = std::fs::read(&file).unwrap();
 
     // The identity: its PEM text, the PKCS#8 DER inside, the 32-byte seed.
@@ -422,11 +437,9 @@ fn restore_with_the_wrong_escrow_key_fails_clearly_and_writes_nothing() {
 #[test]
 fn a_tampered_backup_is_refused_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    init(&state);
-    let (escrow_key, escrow_public) = escrow(dir.path(), "escrow.key");
-    let file = dir.path().join("gateway.backup");
-    assert!(backup(&state, &escrow_public, &file).status.success());
+    let BackedUp {
+        escrow_key, file, ..
+    } = backed_up(dir.path());
     let good = std::fs::read(&file).unwrap();
 
     let len = good.len();
