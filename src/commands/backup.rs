@@ -163,12 +163,7 @@ pub fn restore(args: &RestoreArgs) -> Result<ExitCode> {
         set_modified(path, at)?;
     }
     let handed = hand_over(&dir, created.paths())?;
-    let record = Enrolment::new(
-        &backup.identity.public(),
-        &account,
-        env!("CARGO_PKG_VERSION"),
-        modified(&paths.identity)?,
-    );
+    let record = Enrolment::of_stored(&paths, &backup.identity.public(), &account)?;
     let json = record.to_json()?;
     created.keep();
 

@@ -192,6 +192,22 @@ pub struct Enrolment {
 }
 
 impl Enrolment {
+    /// The record of the keys stored at `paths`: this software's version,
+    /// created when the identity key file was written (key files are
+    /// written once, and a restore sets the time back).
+    pub fn of_stored(
+        paths: &KeyPaths,
+        identity: &IdentityPublic,
+        account: &AccountKey,
+    ) -> Result<Enrolment> {
+        Ok(Enrolment::new(
+            identity,
+            account,
+            env!("CARGO_PKG_VERSION"),
+            modified(&paths.identity)?,
+        ))
+    }
+
     /// The record of these keys.
     pub fn new(
         identity: &IdentityPublic,
@@ -448,12 +464,7 @@ pub fn run(args: &InitArgs) -> Result<ExitCode> {
     let mut created = Created::default();
     write_keys(&paths, &identity, &account, &mut created)?;
     let handed = hand_over(&dir, created.paths())?;
-    let record = Enrolment::new(
-        &identity.public(),
-        &account,
-        env!("CARGO_PKG_VERSION"),
-        modified(&paths.identity)?,
-    );
+    let record = Enrolment::of_stored(&paths, &identity.public(), &account)?;
     let json = record.to_json()?;
     created.keep();
 
@@ -491,12 +502,7 @@ pub fn enrolment(args: &EnrolmentArgs) -> Result<ExitCode> {
     let paths = KeyPaths::new(&args.dir.resolve());
     let (identity, account) = load_keys(&paths)?;
     warn_if_public_files_differ(&paths, &identity, &account);
-    let record = Enrolment::new(
-        &identity.public(),
-        &account,
-        env!("CARGO_PKG_VERSION"),
-        modified(&paths.identity)?,
-    );
+    let record = Enrolment::of_stored(&paths, &identity.public(), &account)?;
     print_record(&record, args.qr)?;
     Ok(ExitCode::SUCCESS)
 }
