@@ -938,13 +938,10 @@ struct ParsedRecord<'a> {
     ciphertext: &'a [u8],
 }
 
-/// Strict decode of a record, including the determinism check.
-fn decode_record(bytes: &[u8]) -> Result<ParsedRecord<'_>, CoseError> {
+/// The unprotected header (exactly the iv) and the ciphertext (at least
+/// its tag) of a COSE_Encrypt0 or COSE_Encrypt, after the protected header.
+fn read_iv_and_ciphertext<'a>(r: &mut Reader<'a>) -> Result<([u8; IV_LEN], &'a [u8]), CoseError> {
     const FIELD: &str = "unprotected header";
-    let mut r = Reader::new(bytes, "record (COSE_Encrypt0)");
-    r.tag(TAG_ENCRYPT0, "tag")?;
-    r.array(3, "array")?;
-    read_protected_alg(&mut r, ALG_CHACHA20_POLY1305)?;
     if r.map(FIELD)? != 1 {
         return Err(r.malformed(FIELD, "expected exactly one parameter, iv (5)"));
     }
@@ -960,6 +957,16 @@ fn decode_record(bytes: &[u8]) -> Result<ParsedRecord<'_>, CoseError> {
     if ciphertext.len() < AEAD_TAG_LEN {
         return Err(r.malformed("ciphertext", "shorter than the 16-byte authentication tag"));
     }
+    Ok((iv, ciphertext))
+}
+
+/// Strict decode of a record, including the determinism check.
+fn decode_record(bytes: &[u8]) -> Result<ParsedRecord<'_>, CoseError> {
+    let mut r = Reader::new(bytes, "record (COSE_Encrypt0)");
+    r.tag(TAG_ENCRYPT0, "tag")?;
+    r.array(3, "array")?;
+    read_protected_alg(&mut r, ALG_CHACHA20_POLY1305)?;
+    let (iv, ciphertext) = read_iv_and_ciphertext(&mut r)?;
     r.finish()?;
     // Everything before the ciphertext re-encoded; the ciphertext is the rest.
     let mut header = Vec::with_capacity(RECORD_HEADER_MAX);
@@ -1151,26 +1158,11 @@ struct ParsedEncrypt<'a> {
 /// determinism check; each recipient must be a 108-byte COSE_recipient of
 /// this profile.
 fn decode_encrypt(bytes: &[u8]) -> Result<ParsedEncrypt<'_>, CoseError> {
-    const FIELD: &str = "unprotected header";
     let mut r = Reader::new(bytes, "COSE_Encrypt");
     r.tag(TAG_ENCRYPT, "tag")?;
     r.array(4, "array")?;
     read_protected_alg(&mut r, ALG_CHACHA20_POLY1305)?;
-    if r.map(FIELD)? != 1 {
-        return Err(r.malformed(FIELD, "expected exactly one parameter, iv (5)"));
-    }
-    let label = r.int("unprotected header label")?;
-    if label != LABEL_IV {
-        return Err(r.malformed(
-            FIELD,
-            format!("unexpected label {label}; only iv (5) is allowed"),
-        ));
-    }
-    let iv = r.bstr_of::<IV_LEN>("iv")?;
-    let ciphertext = r.bstr("ciphertext")?;
-    if ciphertext.len() < AEAD_TAG_LEN {
-        return Err(r.malformed("ciphertext", "shorter than the 16-byte authentication tag"));
-    }
+    let (iv, ciphertext) = read_iv_and_ciphertext(&mut r)?;
     let count = r.expect_major(MAJOR_ARRAY, "recipients", "an array of COSE_recipient")?;
     if count == 0 || count > MAX_RECIPIENTS as u64 {
         return Err(r.malformed(
